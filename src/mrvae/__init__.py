@@ -1,0 +1,22 @@
+"""mrvae: Multi-Rate VAEs (Bae et al., ICLR 2023) — train once, get the whole rate-distortion curve."""
+
+from .beta import BetaRange, BetaSampling, baseline_betas
+from .gates import GateFunction, GateInit, UnitGate
+from .layers import (Conditioning, ConditioningSpec, ConditionedConv2d, ConditionedConvTranspose2d,
+                     ConditionedLinear, ConditionedSequential, ModelConditioning)
+from .models import VAE, LinearVAE, MLPVAE
+from .objectives import (Likelihood, bernoulli_distortion, beta_objective, gaussian_distortion,
+                         gaussian_rate, iwae_bound)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BetaRange", "BetaSampling", "baseline_betas",
+    "GateFunction", "GateInit", "UnitGate",
+    "Conditioning", "ConditioningSpec", "ConditionedLinear", "ConditionedConv2d",
+    "ConditionedConvTranspose2d", "ConditionedSequential", "ModelConditioning",
+    "VAE", "LinearVAE", "MLPVAE",
+    "Likelihood", "gaussian_rate", "bernoulli_distortion", "gaussian_distortion", "beta_objective",
+    "iwae_bound",
+    "__version__",
+]

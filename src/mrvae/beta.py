@@ -1,0 +1,125 @@
+"""The β range [a, b]: standardised log β, log-uniform samplers and evaluation grids.
+
+Every conditioned layer sees β only through ``u``, log β standardised over the training
+range (PAPER.md §2): with ``m = (log a + log b)/2`` and ``h = (log b - log a)/2``,
+``u = √3·(log β - m)/h``, so a log-uniform β gives ``u`` uniform on [-√3, √3]
+with mean 0 and variance 1. A range with ``low == high`` is a fixed β (β-VAE baselines);
+its ``u`` is identically 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from torch import Tensor
+
+SQRT3 = math.sqrt(3.0)
+
+
+class BetaSampling(str, Enum):
+    """How training draws β: one per example (the authors' experiments) or one per batch (Alg. 1)."""
+
+    PER_EXAMPLE = "per-example"
+    PER_BATCH = "per-batch"
+
+
+@dataclass(frozen=True)
+class BetaRange:
+    """The closed interval [low, high] of β values a model is trained for (0 < low <= high)."""
+
+    low: float = 0.01
+    high: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"BetaRange.{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"BetaRange.{name} must be a finite number > 0, got {value!r}")
+        if self.low > self.high:
+            raise ValueError(
+                f"BetaRange needs low <= high, got low={self.low!r} > high={self.high!r}"
+            )
+
+    @property
+    def is_fixed(self) -> bool:
+        """True when the range is a single β (a plain β-VAE)."""
+        return self.low == self.high
+
+    @property
+    def log_center(self) -> float:
+        """m = (log a + log b) / 2."""
+        return 0.5 * (math.log(self.low) + math.log(self.high))
+
+    @property
+    def log_half_width(self) -> float:
+        """h = (log b - log a) / 2 (0 for a fixed β)."""
+        return 0.5 * (math.log(self.high) - math.log(self.low))
+
+    def contains(self, beta: float, rel_tol: float = 1e-9) -> bool:
+        """Whether β lies in [low, high] (with a relative tolerance for rounding)."""
+        return self.low * (1 - rel_tol) <= beta <= self.high * (1 + rel_tol)
+
+    def standardise_log(self, log_beta: Tensor) -> Tensor:
+        """log β (any shape) -> u of the same shape; identically 0 for a fixed β."""
+        if self.is_fixed:
+            return torch.zeros_like(log_beta)
+        return SQRT3 * (log_beta - self.log_center) / self.log_half_width
+
+    def standardise(self, beta: Tensor | float) -> Tensor:
+        """β (any shape, > 0) -> u of the same shape."""
+        beta_t = torch.as_tensor(beta, dtype=torch.get_default_dtype())
+        if not torch.is_floating_point(beta_t):
+            beta_t = beta_t.to(torch.get_default_dtype())
+        if bool((beta_t <= 0).any()):
+            raise ValueError(f"β must be > 0, got {beta_t.min().item()!r}")
+        return self.standardise_log(torch.log(beta_t))
+
+    def unstandardise(self, u: Tensor) -> Tensor:
+        """u (any shape) -> β of the same shape (the inverse of ``standardise``)."""
+        if self.is_fixed:
+            return torch.full_like(u, self.low)
+        return torch.exp(self.log_center + u * self.log_half_width / SQRT3)
+
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        mode: BetaSampling | str = BetaSampling.PER_EXAMPLE,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """Draw log β ~ Uniform[log low, log high]; returns β of shape (batch_size, 1).
+
+        ``per-example`` draws ``batch_size`` independent values, ``per-batch`` one value
+        repeated. Draws come from ``generator`` (its device decides where they are drawn).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        mode = BetaSampling(mode)
+        dtype = dtype or torch.get_default_dtype()
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        count = batch_size if mode is BetaSampling.PER_EXAMPLE else 1
+        unit = torch.rand(count, 1, generator=generator, device=gen_device, dtype=dtype)
+        log_beta = math.log(self.low) + unit * (math.log(self.high) - math.log(self.low))
+        beta = torch.exp(log_beta).expand(batch_size, 1).contiguous()
+        return beta.to(device) if device is not None else beta
+
+    def grid(self, num: int = 20) -> Tensor:
+        """``num`` log-spaced β from low to high inclusive, shape (num,), float64."""
+        if num < 1:
+            raise ValueError(f"a β grid needs at least 1 point, got {num}")
+        if self.is_fixed:
+            return torch.full((num,), float(self.low), dtype=torch.float64)
+        if num == 1:
+            return torch.tensor([math.sqrt(self.low * self.high)], dtype=torch.float64)
+        return torch.logspace(math.log10(self.low), math.log10(self.high), num, dtype=torch.float64)
+
+
+def baseline_betas(num: int = 10, low: float = 0.01, high: float = 10.0) -> list[float]:
+    """The β-VAE sweep of PAPER.md §4: ``logspace(log10 low, log10 high, num)`` as floats."""
+    return [float(b) for b in BetaRange(low, high).grid(num)]

@@ -1,0 +1,177 @@
+"""Layers conditioned on standardised log β: Linear / Conv2d / ConvTranspose2d with ``none | gate | film``.
+
+Each conditioned layer wraps an ordinary ``base`` layer and takes ``(x, u)`` in ``forward``, with
+``u`` of shape (B, 1) (or (1, 1), broadcast over the batch). For ``gate`` it returns
+``gate(u) ⊙ base(x)`` with one gate per output unit or channel, so the weight row and the bias of
+each unit are scaled together (PAPER.md Eqn 8-9); for ``film`` it returns ``scale(u)·base(x) + shift(u)``;
+for ``none`` it returns ``base(x)`` and ignores ``u``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from torch import Tensor, nn
+
+from .gates import FilmConditioner, GateFunction, GateInit, UnitGate
+
+
+class Conditioning(str, Enum):
+    """How a layer depends on β: ``none`` (β-VAE), ``gate`` (MR-VAE) or ``film`` (YOTO-style)."""
+
+    NONE = "none"
+    GATE = "gate"
+    FILM = "film"
+
+
+@dataclass(frozen=True)
+class ConditioningSpec:
+    """What conditioning one layer gets, and the gate function / scale / init or FiLM width it uses."""
+
+    kind: Conditioning = Conditioning.GATE
+    gate: GateFunction = GateFunction.SIGMOID
+    scale: float = 2.0
+    init: GateInit = GateInit.PAPER
+    film_hidden: int = 16
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Conditioning(self.kind))
+        object.__setattr__(self, "gate", GateFunction(self.gate))
+        object.__setattr__(self, "init", GateInit(self.init))
+        if not self.scale > 0:
+            raise ValueError(f"gate scale must be > 0, got {self.scale!r}")
+        if self.film_hidden < 1:
+            raise ValueError(f"film_hidden must be >= 1, got {self.film_hidden!r}")
+
+    def unconditioned(self) -> ConditioningSpec:
+        """The same spec with ``kind = none`` (for layers the paper leaves ungated)."""
+        return ConditioningSpec(Conditioning.NONE, self.gate, self.scale, self.init, self.film_hidden)
+
+
+PLAIN = ConditioningSpec(Conditioning.NONE)
+
+
+class BetaConditioned(nn.Module):
+    """Marker base: modules whose ``forward`` is ``(x, u)`` rather than ``(x)``."""
+
+
+def check_u(u: Tensor | None, batch_size: int, where: str) -> Tensor:
+    """Validate u for a batch of ``batch_size``: must be (B, 1) or (1, 1)."""
+    if u is None:
+        raise ValueError(f"{where} is conditioned on β but got u=None; pass u of shape (B, 1)")
+    if u.dim() != 2 or u.shape[1] != 1 or u.shape[0] not in (1, batch_size):
+        raise ValueError(f"{where} expects u of shape ({batch_size}, 1) or (1, 1), got {tuple(u.shape)}")
+    return u
+
+
+class ConditionedLayer(BetaConditioned):
+    """A ``base`` layer whose per-unit (per-channel) output is conditioned on u, see module docstring."""
+
+    def __init__(self, base: nn.Module, out_features: int, spec: ConditioningSpec = ConditioningSpec()) -> None:
+        super().__init__()
+        self.base = base
+        self.spec = spec
+        self.gate: UnitGate | None = None
+        self.film: FilmConditioner | None = None
+        if spec.kind is Conditioning.GATE:
+            self.gate = UnitGate(out_features, spec.gate, spec.scale, spec.init)
+        elif spec.kind is Conditioning.FILM:
+            self.film = FilmConditioner(out_features, spec.film_hidden)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        return self.spec.kind
+
+    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
+        """(B, in, ...) input and (B, 1) u -> (B, out, ...) output."""
+        y = self.base(x)
+        if self.spec.kind is Conditioning.NONE:
+            return y
+        u = check_u(u, y.shape[0], type(self).__name__)
+        unit_shape = (-1, y.shape[1]) + (1,) * (y.dim() - 2)
+        if self.gate is not None:
+            return y * self.gate(u).reshape(unit_shape)
+        assert self.film is not None
+        scale, shift = self.film(u)
+        return y * scale.reshape(unit_shape) + shift.reshape(unit_shape)
+
+
+class ConditionedLinear(ConditionedLayer):
+    """``nn.Linear(in, out)`` conditioned per output unit: (B, in), (B, 1) -> (B, out)."""
+
+    def __init__(self, in_features: int, out_features: int, spec: ConditioningSpec = ConditioningSpec(),
+                 bias: bool = True) -> None:
+        super().__init__(nn.Linear(in_features, out_features, bias=bias), out_features, spec)
+
+
+class ConditionedConv2d(ConditionedLayer):
+    """``nn.Conv2d`` conditioned per output channel: (B, C, H, W), (B, 1) -> (B, C', H', W')."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, spec: ConditioningSpec = ConditioningSpec(), bias: bool = True) -> None:
+        base = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        super().__init__(base, out_channels, spec)
+
+
+class ConditionedConvTranspose2d(ConditionedLayer):
+    """``nn.ConvTranspose2d`` conditioned per output channel: (B, C, H, W), (B, 1) -> (B, C', H', W')."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, output_padding: int = 0, spec: ConditioningSpec = ConditioningSpec(),
+                 bias: bool = True) -> None:
+        base = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                  output_padding=output_padding, bias=bias)
+        super().__init__(base, out_channels, spec)
+
+
+class ConditionedSequential(BetaConditioned):
+    """Like ``nn.Sequential``, passing u to every ``BetaConditioned`` child: (x, u) -> y."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, u) if isinstance(layer, BetaConditioned) else layer(x)
+        return x
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return self.layers[index]
+
+
+@dataclass(frozen=True)
+class ModelConditioning:
+    """A model's conditioning: one kind for the whole network, the encoder's and the decoder's gate
+    function, and the gate scale / init or FiLM width shared by every conditioned layer.
+
+    The default (2·sigmoid gates with PyTorch's init, starting near 1) is the one we measured to
+    work best on the embedded digits (README, benchmarks/); ``encoder_gate="sigmoid",
+    decoder_gate="sqrt", gate_scale=1`` is the paper's Eqn 7.
+    """
+
+    kind: Conditioning = Conditioning.GATE
+    encoder_gate: GateFunction = GateFunction.SIGMOID
+    decoder_gate: GateFunction = GateFunction.SIGMOID
+    gate_scale: float = 2.0
+    gate_init: GateInit = GateInit.PAPER
+    film_hidden: int = 16
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Conditioning(self.kind))
+        object.__setattr__(self, "encoder_gate", GateFunction(self.encoder_gate))
+        object.__setattr__(self, "decoder_gate", GateFunction(self.decoder_gate))
+        object.__setattr__(self, "gate_init", GateInit(self.gate_init))
+        self.encoder()  # validates scale and film_hidden
+
+    def encoder(self) -> ConditioningSpec:
+        """The spec for the encoder's hidden layers."""
+        return ConditioningSpec(self.kind, self.encoder_gate, self.gate_scale, self.gate_init, self.film_hidden)
+
+    def decoder(self) -> ConditioningSpec:
+        """The spec for the decoder's hidden layers."""
+        return ConditioningSpec(self.kind, self.decoder_gate, self.gate_scale, self.gate_init, self.film_hidden)

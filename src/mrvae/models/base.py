@@ -1,0 +1,74 @@
+"""The VAE base class every mrvae model derives from: encode, reparameterise, decode, rate and distortion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import Conditioning
+from ..objectives import Likelihood, distortion, gaussian_rate
+
+
+@dataclass
+class VAEOutput:
+    """One forward pass: decoder ``output`` (logits or mean, shaped like x), ``mean``/``log_var``
+    of q(z|x) (B, k), the sample ``z`` (B, k), and the per-example ``rate``/``distortion`` (B,) in nats."""
+
+    output: Tensor
+    mean: Tensor
+    log_var: Tensor
+    z: Tensor
+    rate: Tensor
+    distortion: Tensor
+
+
+class VAE(nn.Module):
+    """Base class: subclasses implement ``encode(x, u)`` and ``decode(z, u)``.
+
+    ``u`` is standardised log β, shape (B, 1) (see ``mrvae.beta.BetaRange``); a model with
+    conditioning ``none`` ignores it.
+    """
+
+    def __init__(self, latent_dim: int, likelihood: Likelihood | str, sigma2: float,
+                 conditioning: Conditioning | str) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if not sigma2 > 0:
+            raise ValueError(f"sigma2 (the Gaussian decoder variance) must be > 0, got {sigma2!r}")
+        self.latent_dim = int(latent_dim)
+        self.likelihood = Likelihood(likelihood)
+        self.sigma2 = float(sigma2)
+        self.conditioning = Conditioning(conditioning)
+
+    def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(B, ...) data -> (B, k) mean and (B, k) log-variance of q(z|x)."""
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, u: Tensor | None) -> Tensor:
+        """(B, k) latents -> decoder output shaped like x (Bernoulli logits or Gaussian mean)."""
+        raise NotImplementedError
+
+    def distortion(self, output: Tensor, x: Tensor) -> Tensor:
+        """(B, ...) decoder output and data -> (B,) -log p(x|z) in nats."""
+        return distortion(self.likelihood, output, x, self.sigma2)
+
+    def mean_output(self, output: Tensor) -> Tensor:
+        """Decoder output -> the likelihood's mean (sigmoid of logits for Bernoulli)."""
+        return torch.sigmoid(output) if self.likelihood is Likelihood.BERNOULLI else output
+
+    @staticmethod
+    def reparameterise(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """(B, k) mean, log-variance -> (B, k) sample z = mean + exp(log_var/2)·ε, ε from ``generator``."""
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * log_var) * eps
+
+    def forward(self, x: Tensor, u: Tensor | None = None, generator: torch.Generator | None = None,
+                sample: bool = True) -> VAEOutput:
+        """(B, ...) data, (B, 1) u -> ``VAEOutput``; ``sample=False`` decodes the mean instead of z."""
+        mean, log_var = self.encode(x, u)
+        z = self.reparameterise(mean, log_var, generator) if sample else mean
+        output = self.decode(z, u)
+        return VAEOutput(output, mean, log_var, z, gaussian_rate(mean, log_var), self.distortion(output, x))

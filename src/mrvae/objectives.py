@@ -1,0 +1,126 @@
+"""Rate, distortion, the β-objective and the IWAE bound: every term is a (B,) tensor in nats per example.
+
+Distortion sums over all data dimensions and rate over all latent dimensions; only the batch is
+left for the caller to average (PAPER.md §1: averaging D over pixels silently rescales β).
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class Likelihood(str, Enum):
+    """Decoder likelihood: ``bernoulli`` on logits, or ``gaussian`` with a fixed, stated variance σ²."""
+
+    BERNOULLI = "bernoulli"
+    GAUSSIAN = "gaussian"
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def gaussian_rate(mean: Tensor, log_var: Tensor) -> Tensor:
+    """(B, k) mean and log-variance of q(z|x) -> (B,) KL(q ‖ N(0, I)) in nats, always >= 0."""
+    if mean.shape != log_var.shape:
+        raise ValueError(f"mean and log_var shapes differ: {tuple(mean.shape)} vs {tuple(log_var.shape)}")
+    kl = 0.5 * (mean.square() + torch.exp(log_var) - log_var - 1.0)
+    return _flat(kl).sum(dim=1)
+
+
+def bernoulli_distortion(logits: Tensor, x: Tensor) -> Tensor:
+    """(B, ...) logits and targets in [0, 1] -> (B,) -log p(x|z) in nats, summed over data dims."""
+    if logits.shape != x.shape:
+        raise ValueError(f"logits and x shapes differ: {tuple(logits.shape)} vs {tuple(x.shape)}")
+    nll = F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none")
+    return _flat(nll).sum(dim=1)
+
+
+def gaussian_distortion(x_hat: Tensor, x: Tensor, sigma2: float) -> Tensor:
+    """(B, ...) mean and data -> (B,) -log N(x; x_hat, σ²I) in nats: ‖x-x̂‖²/(2σ²) + (d/2)·log(2πσ²)."""
+    if x_hat.shape != x.shape:
+        raise ValueError(f"x_hat and x shapes differ: {tuple(x_hat.shape)} vs {tuple(x.shape)}")
+    if not sigma2 > 0:
+        raise ValueError(f"the Gaussian variance σ² must be > 0, got {sigma2!r}")
+    squared = _flat((x - x_hat).square()).sum(dim=1)
+    dims = _flat(x).shape[1]
+    return squared / (2.0 * sigma2) + 0.5 * dims * (LOG_2PI + math.log(sigma2))
+
+
+def distortion(likelihood: Likelihood | str, output: Tensor, x: Tensor, sigma2: float = 1.0) -> Tensor:
+    """Dispatch on ``likelihood``: (B, ...) decoder output and data -> (B,) distortion in nats."""
+    if Likelihood(likelihood) is Likelihood.BERNOULLI:
+        return bernoulli_distortion(output, x)
+    return gaussian_distortion(output, x, sigma2)
+
+
+def beta_objective(distortion_nats: Tensor, rate_nats: Tensor, beta: Tensor | float) -> Tensor:
+    """(B,) D, (B,) R and β of shape (B, 1), (B,) or scalar -> (B,) D + β·R in nats."""
+    beta_t = torch.as_tensor(beta, dtype=rate_nats.dtype, device=rate_nats.device)
+    if beta_t.dim() == 2:
+        if beta_t.shape[1] != 1:
+            raise ValueError(f"β must have shape (B, 1), (B,) or (), got {tuple(beta_t.shape)}")
+        beta_t = beta_t[:, 0]
+    return distortion_nats + beta_t * rate_nats
+
+
+def log_standard_normal(z: Tensor) -> Tensor:
+    """(..., k) -> (...) log N(z; 0, I) in nats."""
+    return -0.5 * (z.square().sum(dim=-1) + z.shape[-1] * LOG_2PI)
+
+
+def log_diagonal_normal(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    """(..., k) z, mean, log-variance -> (...) log N(z; mean, diag(exp(log_var))) in nats."""
+    return -0.5 * (((z - mean).square() * torch.exp(-log_var) + log_var).sum(dim=-1) + z.shape[-1] * LOG_2PI)
+
+
+class EncoderDecoder(Protocol):
+    """What the IWAE bound needs of a VAE (``mrvae.models.VAE`` satisfies it)."""
+
+    def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]: ...
+
+    def decode(self, z: Tensor, u: Tensor | None) -> Tensor: ...
+
+    def distortion(self, output: Tensor, x: Tensor) -> Tensor: ...
+
+
+def iwae_bound(
+    model: EncoderDecoder,
+    x: Tensor,
+    u: Tensor | None,
+    num_samples: int,
+    chunk_size: int = 64,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """(B, ...) data -> (B,) importance-weighted bound log p(x) >= log (1/k) Σ_j p(x, z_j)/q(z_j|x), nats.
+
+    The k samples are drawn in chunks of ``chunk_size``; each chunk decodes ``chunk·B`` latents in one
+    batched call, and the (k, B) log-weights are reduced with a log-sum-exp. k = 1 gives the ELBO.
+    """
+    if num_samples < 1 or chunk_size < 1:
+        raise ValueError(f"num_samples and chunk_size must be >= 1, got {num_samples}, {chunk_size}")
+    batch = x.shape[0]
+    mean, log_var = model.encode(x, u)
+    std = torch.exp(0.5 * log_var)
+    log_weights = []
+    done = 0
+    while done < num_samples:
+        c = min(chunk_size, num_samples - done)
+        eps = torch.randn((c,) + tuple(mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+        z = mean + std * eps  # (c, B, k)
+        flat_z = z.reshape(c * batch, -1)
+        x_rep = x.unsqueeze(0).expand((c,) + tuple(x.shape)).reshape((c * batch,) + tuple(x.shape[1:]))
+        u_rep = None if u is None else (u if u.shape[0] == 1 else u.repeat(c, 1))
+        log_px_z = -model.distortion(model.decode(flat_z, u_rep), x_rep).reshape(c, batch)
+        log_weights.append(log_px_z + log_standard_normal(z) - log_diagonal_normal(z, mean, log_var))
+        done += c
+    stacked = torch.cat(log_weights, dim=0)
+    return torch.logsumexp(stacked, dim=0) - math.log(num_samples)
