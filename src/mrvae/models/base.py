@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import Conditioning
-from ..objectives import Likelihood, distortion, gaussian_rate
+from ..objectives import Likelihood, beta_objective, distortion, gaussian_rate
 
 
 @dataclass
@@ -72,3 +72,13 @@ class VAE(nn.Module):
         z = self.reparameterise(mean, log_var, generator) if sample else mean
         output = self.decode(z, u)
         return VAEOutput(output, mean, log_var, z, gaussian_rate(mean, log_var), self.distortion(output, x))
+
+    def objective(self, x: Tensor, beta: Tensor, u: Tensor | None,
+                  generator: torch.Generator | None = None) -> tuple[Tensor, VAEOutput]:
+        """(B, ...) data, (B, 1) β and u -> ((B,) training loss in nats, the forward pass).
+
+        The β-VAE objective D + β·R; models with another multi-rate objective (β-TCVAE) override it.
+        ``fit()`` minimises the batch mean of the returned loss.
+        """
+        out = self(x, u, generator)
+        return beta_objective(out.distortion, out.rate, beta), out
