@@ -36,7 +36,9 @@ class GateInit(str, Enum):
 
 def sqrt_gate(x: Tensor, floor: float = SQRT_GATE_FLOOR) -> Tensor:
     """sqrt(relu(1 - exp(x))) elementwise, in [0, 1], with finite gradients everywhere (see floor)."""
-    y = torch.relu(-torch.expm1(x))
+    # min(x, 0) first: for large x (> 88 in float32) expm1 overflows to inf and its backward would
+    # give 0·inf = NaN; the gate is 0 with zero gradient for every x >= 0 either way.
+    y = torch.relu(-torch.expm1(torch.clamp(x, max=0.0)))
     return y * torch.rsqrt(torch.clamp(y, min=floor))
 
 

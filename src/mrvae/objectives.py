@@ -18,10 +18,12 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Likelihood(str, Enum):
-    """Decoder likelihood: ``bernoulli`` on logits, or ``gaussian`` with a fixed, stated variance σ²."""
+    """Decoder likelihood: ``bernoulli`` on logits, ``gaussian`` with a fixed, stated variance σ², or
+    ``categorical`` over a vocabulary (text: logits (B, T, V), token ids (B, T), padding id 0 ignored)."""
 
     BERNOULLI = "bernoulli"
     GAUSSIAN = "gaussian"
+    CATEGORICAL = "categorical"
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -32,7 +34,9 @@ def gaussian_rate(mean: Tensor, log_var: Tensor) -> Tensor:
     """(B, k) mean and log-variance of q(z|x) -> (B,) KL(q ‖ N(0, I)) in nats, always >= 0."""
     if mean.shape != log_var.shape:
         raise ValueError(f"mean and log_var shapes differ: {tuple(mean.shape)} vs {tuple(log_var.shape)}")
-    kl = 0.5 * (mean.square() + torch.exp(log_var) - log_var - 1.0)
+    # exp(v) - v - 1 written as expm1(v) - v: the naive form rounds to a small negative number in
+    # float32 for |v| below about 1e-3; expm1(v) >= v holds after rounding, so the rate stays >= 0.
+    kl = 0.5 * (mean.square() + (torch.expm1(log_var) - log_var))
     return _flat(kl).sum(dim=1)
 
 
@@ -55,10 +59,25 @@ def gaussian_distortion(x_hat: Tensor, x: Tensor, sigma2: float) -> Tensor:
     return squared / (2.0 * sigma2) + 0.5 * dims * (LOG_2PI + math.log(sigma2))
 
 
+PAD_INDEX = 0
+
+
+def categorical_distortion(logits: Tensor, tokens: Tensor, pad_index: int = PAD_INDEX) -> Tensor:
+    """(B, T, V) logits and (B, T) token ids -> (B,) token cross-entropy in nats, summed over the
+    non-padding positions."""
+    if logits.shape[:2] != tokens.shape:
+        raise ValueError(f"logits (B, T, V) and tokens (B, T) disagree: {tuple(logits.shape)} vs {tuple(tokens.shape)}")
+    nll = F.cross_entropy(logits.transpose(1, 2), tokens.long(), ignore_index=pad_index, reduction="none")
+    return nll.sum(dim=1)
+
+
 def distortion(likelihood: Likelihood | str, output: Tensor, x: Tensor, sigma2: float = 1.0) -> Tensor:
     """Dispatch on ``likelihood``: (B, ...) decoder output and data -> (B,) distortion in nats."""
-    if Likelihood(likelihood) is Likelihood.BERNOULLI:
+    kind = Likelihood(likelihood)
+    if kind is Likelihood.BERNOULLI:
         return bernoulli_distortion(output, x)
+    if kind is Likelihood.CATEGORICAL:
+        return categorical_distortion(output, x)
     return gaussian_distortion(output, x, sigma2)
 
 
