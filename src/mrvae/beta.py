@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 from torch import Tensor
+from .choices import Choice
 
 SQRT3 = math.sqrt(3.0)
 
 
-class BetaSampling(str, Enum):
+class BetaSampling(Choice):
     """How training draws β: one per example (the authors' experiments) or one per batch (Alg. 1)."""
 
     PER_EXAMPLE = "per-example"

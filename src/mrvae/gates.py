@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import torch
 from torch import Tensor, nn
+from .choices import Choice
 
 #: Floor inside the square root of the ``sqrt`` gate. Where ``1 - exp(x) >= SQRT_GATE_FLOOR`` the gate
 #: is exactly ``sqrt(1 - exp(x))``; below it the gate continues linearly to 0, so the gradient is at
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 SQRT_GATE_FLOOR = 1e-6
 
 
-class GateFunction(str, Enum):
+class GateFunction(Choice):
     """σ_i of Eqn 7: ``sigmoid`` (the paper's encoder gate) or ``sqrt`` = sqrt(relu(1 - exp(x)))
     (the paper's decoder gate). Both map R into [0, 1]."""
 
@@ -22,7 +22,7 @@ class GateFunction(str, Enum):
     SQRT = "sqrt"
 
 
-class GateInit(str, Enum):
+class GateInit(Choice):
     """How gate parameters start.
 
     ``paper``: PyTorch's default init of ``nn.Linear(1, out)``, weight and bias ~ U(-1, 1).

@@ -10,14 +10,14 @@ for ``none`` it returns ``base(x)`` and ignores ``u``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 from torch import Tensor, nn
 
 from .gates import FilmConditioner, GateFunction, GateInit, UnitGate
+from .choices import Choice
 
 
-class Conditioning(str, Enum):
+class Conditioning(Choice):
     """How a layer depends on β: ``none`` (β-VAE), ``gate`` (MR-VAE) or ``film`` (YOTO-style)."""
 
     NONE = "none"

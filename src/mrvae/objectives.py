@@ -7,17 +7,17 @@ left for the caller to average (PAPER.md §1: averaging D over pixels silently r
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from .choices import Choice
 
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-class Likelihood(str, Enum):
+class Likelihood(Choice):
     """Decoder likelihood: ``bernoulli`` on logits, ``gaussian`` with a fixed, stated variance σ², or
     ``categorical`` over a vocabulary (text: logits (B, T, V), token ids (B, T), padding id 0 ignored)."""
 
@@ -82,12 +82,19 @@ def distortion(likelihood: Likelihood | str, output: Tensor, x: Tensor, sigma2: 
 
 
 def beta_objective(distortion_nats: Tensor, rate_nats: Tensor, beta: Tensor | float) -> Tensor:
-    """(B,) D, (B,) R and β of shape (B, 1), (B,) or scalar -> (B,) D + β·R in nats."""
+    """(B,) D, (B,) R and β of shape (B, 1), (B,) or scalar -> (B,) D + β·R in nats.
+
+    A β with a single element, e.g. (1,) or (1, 1), is the same β for every example.
+    """
+    if distortion_nats.dim() != 1 or distortion_nats.shape != rate_nats.shape:
+        raise ValueError(f"distortion and rate must both have shape (B,), got {tuple(distortion_nats.shape)} "
+                         f"and {tuple(rate_nats.shape)}")
+    batch = rate_nats.shape[0]
     beta_t = torch.as_tensor(beta, dtype=rate_nats.dtype, device=rate_nats.device)
-    if beta_t.dim() == 2:
-        if beta_t.shape[1] != 1:
-            raise ValueError(f"β must have shape (B, 1), (B,) or (), got {tuple(beta_t.shape)}")
+    if beta_t.dim() == 2 and beta_t.shape[1] == 1:
         beta_t = beta_t[:, 0]
+    if beta_t.dim() > 1 or (beta_t.dim() == 1 and beta_t.shape[0] not in (1, batch)):
+        raise ValueError(f"β must have shape ({batch}, 1), ({batch},) or (), got {tuple(torch.as_tensor(beta).shape)}")
     return distortion_nats + beta_t * rate_nats
 
 

@@ -7,8 +7,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .amat import DESCRIPTION as BINARIZED_MNIST_DESCRIPTION
+from .amat import load_binarized_mnist
 from .base import DataSplits
+from .celeba import DESCRIPTION as CELEBA_DESCRIPTION
+from .celeba import load_celeba
+from .cifar import DESCRIPTION as CIFAR10_DESCRIPTION
+from .cifar import load_cifar10
+from .dsprites import DESCRIPTION as DSPRITES_DESCRIPTION
+from .dsprites import load_dsprites
+from .dsprites_like import DESCRIPTION as DSPRITES_LIKE_DESCRIPTION
+from .dsprites_like import load_dsprites_like
 from .embedded import load_digits_splits, load_synthetic_splits
+from .idx import DESCRIPTIONS as MNIST_FAMILY_DESCRIPTIONS
+from .idx import load_mnist_family
+from .omniglot import DESCRIPTION as OMNIGLOT_DESCRIPTION
+from .omniglot import load_omniglot
+from .svhn import DESCRIPTION as SVHN_DESCRIPTION
+from .svhn import load_svhn
+from .text import DESCRIPTION as TEXT_DESCRIPTION
+from .text import load_text
 
 DATA_ENV_VAR = "MRVAE_DATA"
 
@@ -27,6 +45,17 @@ DATASETS: dict[str, DatasetEntry] = {
                            needs_files=False),
     "synthetic": DatasetEntry(lambda root, seed: load_synthetic_splits(seed),
                               "small synthetic Gaussian data (tests, examples)", needs_files=False),
+    **{name: DatasetEntry(lambda root, seed, name=name: load_mnist_family(name, root, seed), description)
+       for name, description in MNIST_FAMILY_DESCRIPTIONS.items()},
+    "binarized-mnist": DatasetEntry(lambda root, seed: load_binarized_mnist(root, seed), BINARIZED_MNIST_DESCRIPTION),
+    "omniglot": DatasetEntry(lambda root, seed: load_omniglot(root, seed), OMNIGLOT_DESCRIPTION),
+    "cifar10": DatasetEntry(lambda root, seed: load_cifar10(root, seed), CIFAR10_DESCRIPTION),
+    "svhn": DatasetEntry(lambda root, seed: load_svhn(root, seed), SVHN_DESCRIPTION),
+    "celeba": DatasetEntry(lambda root, seed: load_celeba(root, seed), CELEBA_DESCRIPTION),
+    "dsprites": DatasetEntry(lambda root, seed: load_dsprites(root, seed), DSPRITES_DESCRIPTION),
+    "dsprites-like": DatasetEntry(lambda root, seed: load_dsprites_like(root, seed), DSPRITES_LIKE_DESCRIPTION,
+                                  needs_files=False),
+    "text": DatasetEntry(lambda root, seed: load_text(root, seed), TEXT_DESCRIPTION),
 }
 
 

@@ -1,0 +1,5 @@
+"""``python -m mrvae``: the same as the ``mrvae`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Checkpoints: atomic writes (temporary file + rename), strict ``weights_only`` loads, resume state."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, corrupt, or from another format version or architecture."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` (tensors and plain containers) to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, are flushed and fsync'ed, then renamed over
+    ``path``: a crash at any moment leaves either the previous checkpoint or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format_version": FORMAT_VERSION, **state}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a mrvae checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a mrvae checkpoint (no format_version)")
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {state['format_version']}, "
+                              f"this mrvae reads version {FORMAT_VERSION}")
+    return state
+
+
+def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], path: str | Path) -> None:
+    """Load weights strictly; a different architecture raises ``CheckpointError`` naming the mismatch."""
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:3])
+        raise CheckpointError(f"checkpoint {path} does not fit this architecture: {detail}") from exc
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states (torch CPU, CUDA where present) as tensors."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` returned."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

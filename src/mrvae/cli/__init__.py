@@ -1,0 +1,71 @@
+"""The ``mrvae`` command line: ``main(argv) -> exit code`` (0 ok, 2 user error, 3 non-finite training)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+EXIT_NON_FINITE = 3
+
+
+def _expand_shortcuts(argv: list[str]) -> list[str]:
+    """``--data NAME`` -> ``--data.name NAME``; ``--methods a,b`` -> ``--methods [a,b]``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg == "--data" and nxt is not None and not nxt.lstrip().startswith("{"):
+            out += ["--data.name", nxt]
+            i += 2
+            continue
+        if arg.startswith("--data="):
+            value = arg.split("=", 1)[1]
+            out.append(arg if value.lstrip().startswith("{") else f"--data.name={value}")
+            i += 1
+            continue
+        if arg == "--methods" and nxt is not None and not nxt.lstrip().startswith("["):
+            out += ["--methods", "[" + nxt + "]"]
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mrvae`` CLI on ``argv`` (default: sys.argv[1:]) and return the exit code.
+
+    Errors a user can cause (bad settings, unknown data set, missing or corrupt checkpoint, an
+    output folder that is not writable or already holds a run) print one line and return 2.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..checkpoint import CheckpointError
+    from ..train import NonFiniteError
+    from .commands import COMMANDS
+    from .parser import build_parser
+
+    argv = _expand_shortcuts(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except (argparse.ArgumentError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"mrvae: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except SystemExit as exc:  # --help and --print_config exit through argparse
+        return int(exc.code or 0)
+    command = args.command
+    try:
+        return COMMANDS[command](args[command])
+    except NonFiniteError as exc:
+        print(f"mrvae: training stopped: {exc}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    except (ValueError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"mrvae: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,156 @@
+"""What each ``mrvae`` subcommand does, given its parsed arguments; each returns an exit code."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..baselines import run_sweep
+from ..comparison import Comparison, rows_from_curve, rows_from_model
+from ..config import Method, RunConfig, from_dict, to_dict
+from ..curves import RDCurve
+from ..evaluate import evaluate_curve
+from ..pipeline import RunDir, curve_for, load_run_data, load_trained, prepare_run_dir, train_method
+from ..plotting import plot_rd_curves
+
+
+def log(message: str) -> None:
+    """Progress and status lines go to stderr; results go to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_config_from(args: Any) -> RunConfig:
+    """The RunConfig part of parsed arguments."""
+    values = {key: args[key].as_dict() if hasattr(args[key], "as_dict") else args[key]
+              for key in ("data", "model", "train", "eval", "baseline", "methods")}
+    return from_dict(RunConfig, values)
+
+
+def _progress(args: Any) -> bool:
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+def cmd_run(args: Any) -> int:
+    """Train every method of the run, write curves, the comparison table and the plot."""
+    config = run_config_from(args)
+    run = prepare_run_dir(args.out, config, args.resume)
+    data = load_run_data(config)
+    log(f"mrvae run: data {data.info.name} ({len(data.train)} train / {len(data.test)} test), "
+        f"methods {', '.join(m.value for m in config.methods)}, output {run.root}")
+    curves: dict[Method, RDCurve] = {}
+    models: dict[Method, Any] = {}
+    comparison = Comparison(list(config.baseline.betas))
+    for method in config.methods:
+        started = time.perf_counter()
+        if method is Method.BETA_VAE:
+            curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
+            comparison.rows[method.value] = rows_from_curve(curve)
+        else:
+            result = train_method(config, data, run, method, resume=args.resume, log=log,
+                                  progress_bar=_progress(args))
+            curve = curve_for(result, config, data, method)
+            models[method] = result.model
+            comparison.rows[method.value] = rows_from_model(result.model, data.test, comparison.betas,
+                                                            config.train.beta_range, config.eval)
+        curve.save(run.curve(method))
+        curves[method] = curve
+        comparison.wall_time_s[method.value] = round(time.perf_counter() - started, 2)
+        log(f"[{method.value}] curve written to {run.curve(method)}")
+    comparison.save(run.comparison)
+    plot_rd_curves(list(curves.values()), run.plot, title=f"{data.info.name}: {config.model.arch} VAE")
+    print(comparison.format_table())
+    print(f"curves: {run.root / 'curves'}  plot: {run.plot}  metrics: {run.metrics}")
+    return 0
+
+
+def cmd_train(args: Any) -> int:
+    """Train one model (``--method``, ``--beta`` for a β-VAE) and write its checkpoint."""
+    config = run_config_from(args)
+    method = Method(args.method)
+    if method is Method.BETA_VAE and args.beta is None:
+        raise ValueError("--method beta-vae needs --beta")
+    if method is not Method.BETA_VAE and args.beta is not None:
+        raise ValueError(f"--beta applies to --method beta-vae only; {method.value} trains over "
+                         f"[train.beta_low, train.beta_high]")
+    run = prepare_run_dir(args.out, config, args.resume)
+    data = load_run_data(config)
+    result = train_method(config, data, run, method, args.beta, resume=args.resume, log=log,
+                          progress_bar=_progress(args))
+    print(f"trained {method.value} for {result.step} steps in {result.wall_time_s:.1f} s; "
+          f"checkpoint: {run.checkpoint(method, args.beta)}")
+    return 0
+
+
+def cmd_baseline(args: Any) -> int:
+    """Train the β-VAE sweep and write ``curves/beta-vae.json``."""
+    config = run_config_from(args)
+    run = prepare_run_dir(args.out, config, args.resume)
+    data = load_run_data(config)
+    curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
+    path = curve.save(run.curve(Method.BETA_VAE))
+    print(f"β-VAE sweep of {len(curve.betas)} models written to {path}")
+    return 0
+
+
+def _checkpoint_path(path: str) -> Path:
+    p = Path(path)
+    return RunDir(p).checkpoint(Method.MRVAE) if p.is_dir() else p
+
+
+def cmd_curve(args: Any) -> int:
+    """Evaluate a trained multi-rate checkpoint on a β grid and write its RD-curve JSON."""
+    path = _checkpoint_path(args.checkpoint)
+    trained = load_trained(path)
+    if trained.method is Method.BETA_VAE:
+        raise ValueError(f"{path} is a single-β β-VAE; `mrvae curve` evaluates MR-VAE or YOTO checkpoints")
+    config = trained.config
+    eval_config = config.eval
+    if args.num_betas is not None or args.iwae_samples is not None:
+        from dataclasses import replace
+
+        eval_config = replace(eval_config, num_betas=args.num_betas or eval_config.num_betas,
+                              iwae_samples=eval_config.iwae_samples if args.iwae_samples is None else args.iwae_samples)
+    data = load_run_data(config)
+    grid = trained.beta_range.grid(eval_config.num_betas).tolist()
+    curve = evaluate_curve(trained.model, data.test, grid, trained.beta_range, eval_config,
+                           name=trained.method.value, kind=trained.method.value, run_config=to_dict(config),
+                           train_wall_time_s=trained.wall_time_s)
+    out = Path(args.out) if args.out else path.parent.parent / "curves" / f"{trained.method.value}.json"
+    curve.save(out)
+    for beta, r, d in zip(curve.betas, curve.results["rate"], curve.results["distortion"]):
+        print(f"β {beta:>9.4g}  rate {r:>9.3f}  distortion {d:>9.3f} nats")
+    print(f"curve written to {out}")
+    return 0
+
+
+def _curve_files(inputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted((p / "curves").glob("*.json")) if (p / "curves").is_dir() else sorted(p.glob("*.json"))
+            if not found:
+                raise ValueError(f"no curve JSON files in {p}")
+            files += found
+        else:
+            files.append(p)
+    return files
+
+
+def cmd_plot(args: Any) -> int:
+    """Plot curve JSON files (or the curves of run directories) into one PNG."""
+    files = _curve_files(args.inputs)
+    curves = [RDCurve.load(f) for f in files]
+    if args.out:
+        out = Path(args.out)
+    else:
+        first = Path(args.inputs[0])
+        out = (first if first.is_dir() else first.parent.parent) / "plots" / "rd_curve.png"
+    plot_rd_curves(curves, out, title=args.title)
+    print(f"plot written to {out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "baseline": cmd_baseline, "curve": cmd_curve, "plot": cmd_plot}

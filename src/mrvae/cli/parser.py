@@ -1,0 +1,72 @@
+"""The ``mrvae`` argument parser (jsonargparse): subcommands, ``--config`` files, ``--print_config``."""
+
+from __future__ import annotations
+
+from jsonargparse import ArgumentParser
+from jsonargparse.typing import register_type
+
+from ..beta import BetaSampling
+from ..config import Method, Precision, RunConfig
+from ..gates import GateFunction, GateInit
+from ..objectives import Likelihood
+
+_REGISTERED = False
+
+
+def _register_choice_types() -> None:
+    """Let jsonargparse read and write our enums by value (``per-example``, ``beta-vae``)."""
+    global _REGISTERED
+    if not _REGISTERED:
+        for choice in (Method, Precision, BetaSampling, GateFunction, GateInit, Likelihood):
+            register_type(choice, serializer=lambda member: member.value, deserializer=choice)
+        _REGISTERED = True
+
+
+def _run_config_parser(description: str) -> ArgumentParser:
+    parser = ArgumentParser(description=description, exit_on_error=False)
+    parser.add_argument("--config", action="config", help="a YAML file of settings (e.g. a run's config.yaml)")
+    parser.add_class_arguments(RunConfig, None, as_group=False)
+    parser.add_argument("--out", type=str, default="runs/digits", help="the run directory to write")
+    parser.add_argument("--resume", type=bool, default=False,
+                        help="continue the run in --out from its checkpoints (same settings)")
+    parser.add_argument("--progress", type=bool | None, default=None,
+                        help="tqdm bars (default: only when stderr is a terminal)")
+    return parser
+
+
+def build_parser() -> ArgumentParser:
+    """The full ``mrvae`` parser with every subcommand."""
+    _register_choice_types()
+    parser = ArgumentParser(prog="mrvae", exit_on_error=False,
+                            description="Multi-Rate VAEs: train once, get the whole rate-distortion curve.")
+    sub = parser.add_subcommands(dest="command")
+
+    sub.add_subcommand("run", _run_config_parser(
+        "Train an MR-VAE and a β-VAE sweep (and YOTO if asked), evaluate, plot and compare."),
+        help="train every method, write curves, plot and the per-β table")
+    train = _run_config_parser("Train one method and write its checkpoint.")
+    train.add_argument("--method", type=Method, default=Method.MRVAE, help="mrvae, yoto or beta-vae")
+    train.add_argument("--beta", type=float | None, default=None, help="β of a beta-vae run")
+    sub.add_subcommand("train", train, help="train one model")
+    sub.add_subcommand("baseline", _run_config_parser("Train the β-VAE sweep and write its curve."),
+                       help="train the β-VAE sweep")
+
+    curve = ArgumentParser(description="Evaluate a trained MR-VAE/YOTO checkpoint on a β grid.",
+                           exit_on_error=False)
+    curve.add_argument("checkpoint", type=str, help="a checkpoint file, or a run directory (uses mrvae.pt)")
+    curve.add_argument("--out", type=str | None, default=None, help="curve JSON path (default: the run's curves/)")
+    curve.add_argument("--num_betas", type=int | None, default=None)
+    curve.add_argument("--iwae_samples", type=int | None, default=None)
+    curve.add_argument("--target_rate", type=float | None, default=None,
+                       help="also find the β whose rate is this many nats")
+    curve.add_argument("--target_distortion", type=float | None, default=None,
+                       help="also find the β whose distortion is this many nats")
+    sub.add_subcommand("curve", curve, help="evaluate a checkpoint over β")
+
+    plot = ArgumentParser(description="Plot RD curves from curve JSON files or a run directory.",
+                          exit_on_error=False)
+    plot.add_argument("inputs", type=list[str], help="curve JSON files and/or run directories")
+    plot.add_argument("--out", type=str | None, default=None, help="PNG path (default: plots/rd_curve.png)")
+    plot.add_argument("--title", type=str, default="")
+    sub.add_subcommand("plot", plot, help="draw RD curves")
+    return parser

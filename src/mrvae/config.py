@@ -1,0 +1,236 @@
+"""Run configuration: frozen dataclasses that validate themselves, with dict and YAML round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .beta import BetaRange, BetaSampling, baseline_betas
+from .gates import GateFunction, GateInit
+from .layers import Conditioning, ModelConditioning
+from .choices import Choice
+
+
+class Method(Choice):
+    """A training method: MR-VAE (gates, β range), β-VAE (no conditioning, one β per run),
+    YOTO-style (FiLM, β range)."""
+
+    MRVAE = "mrvae"
+    BETA_VAE = "beta-vae"
+    YOTO = "yoto"
+
+    @property
+    def conditioning(self) -> Conditioning:
+        return {Method.MRVAE: Conditioning.GATE, Method.BETA_VAE: Conditioning.NONE,
+                Method.YOTO: Conditioning.FILM}[self]
+
+
+class Precision(Choice):
+    """Numeric precision of training: full fp32, or autocast bf16 / fp16 (with a gradient scaler)."""
+
+    FP32 = "32"
+    BF16_MIXED = "bf16-mixed"
+    FP16_MIXED = "16-mixed"
+
+
+def _positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set (a name in ``mrvae.data.DATASETS``), its data root, and the split seed."""
+
+    name: str = "digits"
+    root: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture (a name in ``mrvae.models.ARCHITECTURES``) and its conditioning settings.
+
+    ``hidden`` is used by ``mlp``; ``width`` multiplies channel counts of the conv models;
+    ``sigma2`` overrides the data set's Gaussian variance (None keeps the data set's).
+    """
+
+    arch: str = "mlp"
+    latent_dim: int = 16
+    hidden: tuple[int, ...] = (256, 256)
+    width: float = 1.0
+    encoder_gate: GateFunction = GateFunction.SIGMOID
+    decoder_gate: GateFunction = GateFunction.SIGMOID
+    gate_scale: float = 2.0
+    gate_init: GateInit = GateInit.PAPER
+    film_hidden: int = 16
+    sigma2: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "encoder_gate", GateFunction(self.encoder_gate))
+        object.__setattr__(self, "decoder_gate", GateFunction(self.decoder_gate))
+        object.__setattr__(self, "gate_init", GateInit(self.gate_init))
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
+        _positive("width", self.width)
+        _positive("gate_scale", self.gate_scale)
+        if self.sigma2 is not None:
+            _positive("sigma2", self.sigma2)
+
+    def conditioning(self, kind: Conditioning) -> ModelConditioning:
+        """The ``ModelConditioning`` these settings give for ``kind``."""
+        return ModelConditioning(kind, self.encoder_gate, self.decoder_gate, self.gate_scale, self.gate_init,
+                                 self.film_hidden)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: Adam at ``lr`` with ``warmup_steps`` of linear warm-up then cosine decay to 0;
+    β drawn log-uniformly in [beta_low, beta_high] (per example or per batch); ``kl_warmup`` is the
+    fraction of steps over which β ramps linearly from 0 (β-VAE baselines; 0 = off)."""
+
+    steps: int = 6000
+    batch_size: int = 128
+    lr: float = 3e-3
+    warmup_steps: int = 200
+    beta_low: float = 0.01
+    beta_high: float = 10.0
+    beta_sampling: BetaSampling = BetaSampling.PER_EXAMPLE
+    kl_warmup: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 200
+    grad_clip: float | None = None
+    device: str = "auto"
+    precision: Precision = Precision.FP32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta_sampling", BetaSampling(self.beta_sampling))
+        object.__setattr__(self, "precision", Precision(self.precision))
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        _positive("lr", self.lr)
+        if not 0.0 <= self.kl_warmup < 1.0:
+            raise ValueError(f"kl_warmup is a fraction of training in [0, 1), got {self.kl_warmup!r}")
+        if self.grad_clip is not None:
+            _positive("grad_clip", self.grad_clip)
+        self.beta_range  # validates the range
+
+    @property
+    def beta_range(self) -> BetaRange:
+        return BetaRange(self.beta_low, self.beta_high)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation: ``num_betas`` log-spaced β over the training range; IWAE with ``iwae_samples``
+    importance samples at ``iwae_beta`` (0 samples = skip); one z sample per example otherwise."""
+
+    num_betas: int = 20
+    iwae_samples: int = 100
+    iwae_beta: float = 1.0
+    batch_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_betas < 1 or self.batch_size < 1 or self.iwae_samples < 0:
+            raise ValueError("num_betas and batch_size must be >= 1 and iwae_samples >= 0")
+        _positive("iwae_beta", self.iwae_beta)
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """The β-VAE sweep: one run per β in ``betas``, each ``steps`` long (None: a third of the
+    MR-VAE's steps, so the MR-VAE gets 3× one β-VAE), with an optional KL warm-up fraction."""
+
+    betas: tuple[float, ...] = tuple(baseline_betas())
+    steps: int | None = None
+    kl_warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if not self.betas:
+            raise ValueError("the baseline sweep needs at least one β")
+        for b in self.betas:
+            _positive("baseline β", b)
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"baseline steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.kl_warmup < 1.0:
+            raise ValueError(f"kl_warmup is a fraction of training in [0, 1), got {self.kl_warmup!r}")
+
+    def steps_for(self, train: TrainConfig) -> int:
+        return self.steps if self.steps is not None else max(1, train.steps // 3)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``mrvae run`` needs; saved as ``config.yaml`` in the run directory."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    methods: tuple[Method, ...] = (Method.MRVAE, Method.BETA_VAE)
+
+    def __post_init__(self) -> None:
+        methods = tuple(Method(m) for m in self.methods)
+        if not methods or len(set(methods)) != len(methods):
+            raise ValueError(f"methods must be a non-empty list without repeats, got {[m.value for m in methods]}")
+        object.__setattr__(self, "methods", methods)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass -> plain dict (enums as their values, tuples as lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Plain dict -> config dataclass ``cls`` (nested dataclasses built recursively); unknown keys are errors."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{cls.__name__} expects a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; expected some of: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        sub = _NESTED.get((cls, name))
+        kwargs[name] = from_dict(sub, value) if sub is not None else value
+    return cls(**kwargs)
+
+
+_NESTED = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig, (RunConfig, "train"): TrainConfig,
+           (RunConfig, "eval"): EvalConfig, (RunConfig, "baseline"): BaselineConfig}
+
+
+def save_yaml(config: RunConfig, path: Path) -> None:
+    """Write ``config`` as YAML to ``path``."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def load_yaml(path: Path) -> RunConfig:
+    """Read a ``RunConfig`` from a YAML file written by ``save_yaml``."""
+    return from_dict(RunConfig, yaml.safe_load(Path(path).read_text()) or {})

@@ -1,0 +1,95 @@
+"""``RDCurve``: one method's rate-distortion results over a β list, and its JSON file format (format 1).
+
+```
+{"format": 1, "name": str, "kind": "mrvae" | "beta-vae" | "yoto", "betas": [float],
+ "results": {"rate": [...], "distortion": [...], "beta_objective": [...], "neg_elbo": [...],
+             "active_units": [...]},
+ "units": {"rate": "nats per example", ...},
+ "summary": {"iwae_nll": float | null, "iwae_beta": float, "iwae_samples": int,
+             "train_wall_time_s": float, "eval_wall_time_s": float, "num_parameters": int},
+ "config": {...}}
+```
+Every ``results`` list is aligned with ``betas``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CURVE_FORMAT = 1
+RESULT_KEYS = ("rate", "distortion", "beta_objective", "neg_elbo", "active_units")
+UNITS = {"rate": "nats per example", "distortion": "nats per example",
+         "beta_objective": "nats per example (D + β·R)", "neg_elbo": "nats per example (R + D)",
+         "active_units": "count of latents with Var_x(E_q[z]) >= 0.01", "iwae_nll": "nats per example"}
+KINDS = ("mrvae", "beta-vae", "yoto")
+
+
+class CurveFormatError(ValueError):
+    """An RD-curve file that is not format 1 or misses fields."""
+
+
+@dataclass
+class RDCurve:
+    """Per-β results of one method (see module docstring); lists aligned with ``betas``."""
+
+    name: str
+    kind: str
+    betas: list[float]
+    results: dict[str, list[float]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise CurveFormatError(f"curve kind must be one of {KINDS}, got {self.kind!r}")
+        for key, values in self.results.items():
+            if len(values) != len(self.betas):
+                raise CurveFormatError(f"results[{key!r}] has {len(values)} values for {len(self.betas)} betas")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": CURVE_FORMAT, "name": self.name, "kind": self.kind, "betas": list(self.betas),
+                "results": {k: list(v) for k, v in self.results.items()},
+                "units": {k: UNITS[k] for k in list(self.results) + ["iwae_nll"] if k in UNITS},
+                "summary": dict(self.summary), "config": dict(self.config)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "curve") -> RDCurve:
+        if not isinstance(data, dict) or data.get("format") != CURVE_FORMAT:
+            raise CurveFormatError(f"{source}: not an RD-curve file of format {CURVE_FORMAT}")
+        missing = [k for k in ("name", "kind", "betas", "results") if k not in data]
+        if missing:
+            raise CurveFormatError(f"{source}: missing fields {', '.join(missing)}")
+        return cls(data["name"], data["kind"], [float(b) for b in data["betas"]],
+                   {k: [float(x) if x is not None else math.nan for x in v] for k, v in data["results"].items()},
+                   data.get("summary", {}), data.get("config", {}))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the curve as JSON (atomically: temporary file then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RDCurve:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise CurveFormatError(f"curve file not found: {path}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CurveFormatError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data, str(path))
+
+    def value_at(self, key: str, beta: float, rel_tol: float = 1e-6) -> float:
+        """The result ``key`` at the listed β equal to ``beta`` (within ``rel_tol``)."""
+        for b, v in zip(self.betas, self.results[key]):
+            if math.isclose(b, beta, rel_tol=rel_tol):
+                return v
+        raise KeyError(f"β = {beta} is not among this curve's betas")
