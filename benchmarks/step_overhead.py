@@ -29,12 +29,18 @@ DATA_SHAPE = (1, 8, 8)
 GOAL = 1.05
 
 
+#: Adam implementations: PyTorch's default for the device, the multi-tensor ``foreach`` one, the fused kernel.
+ADAM_OPTIONS = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+#: Clocks: wall time, or the CPU time of the calling thread (steadier on a shared machine; use 1 thread).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
 def make_step(conditioning: Conditioning, batch: torch.Tensor, seed: int, lr: float,
-              foreach: bool | None) -> Callable[[], None]:
+              adam: str) -> Callable[[], None]:
     """A closure doing one training step (sample β, forward, backward, Adam) of a fresh default MLPVAE."""
     torch.manual_seed(seed)
     model = MLPVAE(DATA_SHAPE, conditioning=ModelConditioning(kind=conditioning))
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, foreach=foreach)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, **ADAM_OPTIONS[adam])
     beta_range = BetaRange()
     generator = torch.Generator().manual_seed(seed)
 
@@ -49,20 +55,20 @@ def make_step(conditioning: Conditioning, batch: torch.Tensor, seed: int, lr: fl
     return step
 
 
-def timed(step: Callable[[], None], steps: int) -> float:
+def timed(step: Callable[[], None], steps: int, clock: Callable[[], float]) -> float:
     """Seconds per step over ``steps`` consecutive steps."""
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - start) / steps
+    return (clock() - start) / steps
 
 
 def measure(repeats: int, warmup: int, steps_per_repeat: int, batch_size: int, seed: int,
-            foreach: bool | None) -> dict:
+            adam: str = "default", clock: str = "wall") -> dict:
     """Interleaved timings of the gated and the plain model; returns medians and the ratio."""
     data_gen = torch.Generator().manual_seed(seed)
     batch = torch.bernoulli(torch.full((batch_size, *DATA_SHAPE), 0.3), generator=data_gen)
-    steps = {kind: make_step(kind, batch, seed, 1e-3, foreach) for kind in (Conditioning.GATE, Conditioning.NONE)}
+    steps = {kind: make_step(kind, batch, seed, 1e-3, adam) for kind in (Conditioning.GATE, Conditioning.NONE)}
     for _ in range(warmup):
         for step in steps.values():
             step()
@@ -70,7 +76,7 @@ def measure(repeats: int, warmup: int, steps_per_repeat: int, batch_size: int, s
     for repeat in range(repeats):
         order = list(steps) if repeat % 2 == 0 else list(steps)[::-1]
         for kind in order:
-            times[kind].append(timed(steps[kind], steps_per_repeat))
+            times[kind].append(timed(steps[kind], steps_per_repeat, CLOCKS[clock]))
     gate_median = statistics.median(times[Conditioning.GATE])
     none_median = statistics.median(times[Conditioning.NONE])
     paired = [g / n for g, n in zip(times[Conditioning.GATE], times[Conditioning.NONE])]
@@ -90,17 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--foreach", choices=("default", "on", "off"), default="default",
-                        help="Adam's foreach implementation (default: PyTorch's choice)")
+    parser.add_argument("--adam", choices=tuple(ADAM_OPTIONS), default="default",
+                        help="Adam implementation (default: PyTorch's choice, as fit() uses)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall time, or this thread's CPU time (steadier on a busy machine)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.steps_per_repeat < 1 or args.batch_size < 1 or args.threads < 1:
         parser.error("--repeats, --steps-per-repeat, --batch-size and --threads must be >= 1, --warmup >= 0")
     torch.set_num_threads(args.threads)
-    foreach = {"default": None, "on": True, "off": False}[args.foreach]
-    result = measure(args.repeats, args.warmup, args.steps_per_repeat, args.batch_size, args.seed, foreach)
+    result = measure(args.repeats, args.warmup, args.steps_per_repeat, args.batch_size, args.seed, args.adam,
+                     args.clock)
     print(f"gated step {result['gate_step_ms']:.3f} ms, plain step {result['none_step_ms']:.3f} ms "
-          f"(medians of {args.repeats} interleaved repeats, {args.threads} thread(s), batch {args.batch_size})")
+          f"(medians of {args.repeats} interleaved repeats, {args.clock} clock, "
+          f"{args.threads} thread(s), batch {args.batch_size}, Adam {args.adam})")
     print(f"step-time ratio gate/none: {result['ratio']:.3f} (median paired ratio {result['median_paired_ratio']:.3f}; "
           f"goal <= {GOAL})")
     if args.json is not None:

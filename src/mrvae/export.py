@@ -28,7 +28,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .beta import BetaRange
 from .convert import ConvertedVAE, MultiRateModel, ScopedLayer
 from .gates import FilmConditioner, UnitGate
-from .layers import Conditioning, ConditionedLayer
+from .layers import BetaConditioned, Conditioning, ConditionedLayer
 from .models import VAE, LinearVAE
 
 EXPORT_FORMAT = 1
@@ -63,9 +63,18 @@ def _fold_linear_vae(model: LinearVAE, u: Tensor) -> None:
 EXTRA_FOLDS: dict[type[VAE], Callable[[Any, Tensor], None]] = {LinearVAE: _fold_linear_vae}
 
 
-def unit_affine(layer: ConditionedLayer, u: Tensor) -> tuple[Tensor, Tensor | None]:
-    """A conditioned layer at one u ((1, 1)) -> its per-unit (scale, shift), each (out,); shift is
-    ``None`` for gates. The layer's output is ``scale ⊙ base(x) + shift``."""
+def is_foldable(module: nn.Module) -> bool:
+    """Whether ``module`` is a conditioned layer of the form ``scale(u) ⊙ base(x) + shift(u)``: a
+    ``ConditionedLayer``, or any ``BetaConditioned`` module with ``base``, ``spec``, ``gate``, ``film``
+    (e.g. the LSTM model's conditioned embedding) whose conditioning is not ``none``."""
+    shaped = isinstance(module, ConditionedLayer) or (
+        isinstance(module, BetaConditioned) and all(hasattr(module, a) for a in ("base", "spec", "gate", "film")))
+    return shaped and module.spec.kind is not Conditioning.NONE
+
+
+def unit_affine(layer: nn.Module, u: Tensor) -> tuple[Tensor, Tensor | None]:
+    """A conditioned layer (see ``is_foldable``) at one u ((1, 1)) -> its per-unit (scale, shift), each
+    (out,); shift is ``None`` for gates. The layer's output is ``scale ⊙ base(x) + shift``."""
     with torch.no_grad():
         if layer.gate is not None:
             return layer.gate(u.to(layer.gate.weight))[0], None
@@ -79,8 +88,9 @@ def fold_affine_into(module: nn.Module, scale: Tensor, shift: Tensor | None, whe
     """In place: make ``module(x)`` return ``scale ⊙ module(x) + shift`` per output unit / channel.
 
     ``module`` is a Linear, a Conv*d (weight dim 0 is the out-channel), a ConvTranspose*d (weight is
-    (in, out/groups, ...): the out-channel axis is dim 1 within each group), an affine BatchNorm, or an
-    nn.Sequential ending in one of these. ``scale`` and ``shift`` are (out,).
+    (in, out/groups, ...): the out-channel axis is dim 1 within each group), an affine BatchNorm, an
+    Embedding (weight (num, out): scale only), or an nn.Sequential ending in one of these. ``scale``
+    and ``shift`` are (out,).
     """
     if isinstance(module, nn.Sequential) and len(module) > 0:
         fold_affine_into(module[-1], scale, shift, f"{where}[-1]")
@@ -96,6 +106,9 @@ def fold_affine_into(module: nn.Module, scale: Tensor, shift: Tensor | None, whe
                                                and not module.transposed):
             weight = module.weight
             weight.mul_(scale.to(weight).reshape((-1,) + (1,) * (weight.dim() - 1)))
+        elif isinstance(module, nn.Embedding):
+            weight = module.weight
+            weight.mul_(scale.to(weight).reshape(1, -1))
         elif isinstance(module, nn.modules.conv._ConvNd):
             weight = module.weight
             groups, kernel = module.groups, weight.shape[2:]
@@ -104,14 +117,15 @@ def fold_affine_into(module: nn.Module, scale: Tensor, shift: Tensor | None, whe
             weight.copy_((grouped * factor).reshape(weight.shape))
         else:
             raise TypeError(f"cannot fold a gate into {where} of type {type(module).__name__}; expected Linear, "
-                            "Conv*d, ConvTranspose*d, an affine BatchNorm, or an nn.Sequential ending in one")
-        if module.bias is not None:
-            module.bias.mul_(scale.to(module.bias))
+                            "Conv*d, ConvTranspose*d, an affine BatchNorm, Embedding, or an nn.Sequential ending in one")
+        bias = getattr(module, "bias", None)
+        if bias is not None:
+            bias.mul_(scale.to(bias))
             if shift is not None:
-                module.bias.add_(shift.to(module.bias))
+                bias.add_(shift.to(bias))
         elif shift is not None and bool((shift != 0).any()):
-            raise ValueError(f"cannot fold the FiLM shift into {where}: {type(module).__name__} has no bias; "
-                             "build the layer with bias=True")
+            raise ValueError(f"cannot fold the FiLM shift into {where}: a {type(module).__name__} without a bias "
+                             "cannot hold it (use gate conditioning, or a layer with bias=True)")
 
 
 def _unwrap(model: nn.Module) -> tuple[nn.Module, BetaRange | None]:
@@ -151,7 +165,7 @@ def fold(model: nn.Module, beta: float, beta_range: BetaRange | None = None) -> 
     inner, _, u = _resolve(model, beta, beta_range)
     folded = copy.deepcopy(inner)
     for name, module in list(folded.named_modules()):
-        if isinstance(module, ConditionedLayer) and module.spec.kind is not Conditioning.NONE:
+        if is_foldable(module):
             scale, shift = unit_affine(module, u)
             fold_affine_into(module.base, scale, shift, f"{name or 'model'}.base")
             module.spec = module.spec.unconditioned()
@@ -254,8 +268,8 @@ def load_exported(out_dir: str | os.PathLike, build: Callable[[dict], nn.Module]
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
-        raise ValueError(f"the exported weights do not fit the built {type(model).__name__} (was it built with "
-                         f"conditioning none?): missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"the exported weights do not fit the built {type(model).__name__} (build must make the "
+                         f"plain, ungated model): missing {missing[:5]}, unexpected {unexpected[:5]}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

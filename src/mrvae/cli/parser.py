@@ -65,7 +65,7 @@ def build_parser() -> ArgumentParser:
 
     plot = ArgumentParser(description="Plot RD curves from curve JSON files or a run directory.",
                           exit_on_error=False)
-    plot.add_argument("inputs", type=list[str], help="curve JSON files and/or run directories")
+    plot.add_argument("inputs", type=str, nargs="+", help="curve JSON files and/or run directories")
     plot.add_argument("--out", type=str | None, default=None, help="PNG path (default: plots/rd_curve.png)")
     plot.add_argument("--title", type=str, default="")
     sub.add_subcommand("plot", plot, help="draw RD curves")

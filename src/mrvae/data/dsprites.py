@@ -1,4 +1,4 @@
-"""dSprites (Matthey et al. 2017): the published ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``, read without pickle."""
+"""dSprites (Matthey et al. 2017): the published ``dsprites_ndarray_…_64x64.npz``, read without pickle."""
 
 from __future__ import annotations
 

@@ -148,7 +148,8 @@ def load_dsprites_like(root: Path | None = None, seed: int = 0, num_train: int =
     if min(sizes) < 0 or sum(sizes) > NUM_IMAGES or num_train == 0 or num_test == 0:
         raise ValueError(f"need num_train, num_test >= 1, num_valid >= 0 and a total <= {NUM_IMAGES}, got {sizes}")
     order = torch.randperm(NUM_IMAGES, generator=torch.Generator().manual_seed(seed))
-    train, valid, test = order[:num_train], order[num_train:num_train + num_valid], order[num_train + num_valid:sum(sizes)]
+    train, valid = order[:num_train], order[num_train:num_train + num_valid]
+    test = order[num_train + num_valid:sum(sizes)]
     info = DataInfo("dsprites-like", (1, IMAGE_SIZE, IMAGE_SIZE), Likelihood.BERNOULLI, description=DESCRIPTION)
     return DataSplits(info, DSpritesLikeImages(classes_from_index(train)), DSpritesLikeImages(classes_from_index(test)),
                       valid=DSpritesLikeImages(classes_from_index(valid)) if num_valid else None,

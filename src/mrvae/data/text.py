@@ -1,4 +1,4 @@
-"""Text corpora: ``train.txt`` / ``valid.txt`` / ``test.txt``, one sentence per line, whitespace tokens -> padded ids."""
+"""Text corpora: ``{train,valid,test}.txt``, one sentence per line, whitespace tokens -> padded id sequences."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LSTM text VAE (PAPER.md §6, Yahoo answers): gated embeddings and projections, token cross-entropy summed per sentence.
+"""LSTM text VAE (PAPER.md §6, Yahoo answers): gated embeddings and projections, summed token cross-entropy.
 
 Token conventions: a batch is a (B, T) ``torch.long`` tensor of ids in [0, vocab_size). Every row is
 ``BOS w_1 ... w_n EOS`` followed by ``pad_index`` up to length T (padding only at the end, at least
@@ -51,8 +51,9 @@ class ConditionedEmbedding(BetaConditioned):
         super().__init__()
         self.base = nn.Embedding(num_embeddings, embedding_dim, padding_idx=pad_index)
         self.spec = spec
-        self.gate = UnitGate(embedding_dim, spec.gate, spec.scale, spec.init) if spec.kind is Conditioning.GATE else None
-        self.film = FilmConditioner(embedding_dim, spec.film_hidden) if spec.kind is Conditioning.FILM else None
+        gated, film = spec.kind is Conditioning.GATE, spec.kind is Conditioning.FILM
+        self.gate = UnitGate(embedding_dim, spec.gate, spec.scale, spec.init) if gated else None
+        self.film = FilmConditioner(embedding_dim, spec.film_hidden) if film else None
 
     def forward(self, tokens: Tensor, u: Tensor | None = None) -> Tensor:
         y = self.base(tokens)

@@ -1,4 +1,4 @@
-"""ResNet VAE (pythae benchmark net, PAPER.md §6) for 28×28, 32×32 and 64×64 images, written once from conditioned layers."""
+"""ResNet VAE (pythae benchmark net, PAPER.md §6) for 28×28, 32×32 and 64×64 images, from conditioned layers."""
 
 from __future__ import annotations
 
