@@ -1,13 +1,13 @@
 """Inference step time of a model folded at one β, divided by the never-gated model of the same architecture.
 
-Two architectures: a user's CNN VAE written with no knowledge of mrvae (28×28, Conv 32-64 / ConvT 64-32,
+Two architectures: a user's CNN VAE written with no knowledge of mrvae (28×28, Conv 16-32 / ConvT 32-16,
 converted with ``make_multirate``) and the library's default ``MLPVAE`` on (1, 8, 8). For each, three
 models run interleaved in one process (their order rotates every repeat) after a warm-up: the MR-VAE
 (gates live), the same MR-VAE folded at β = 0.5 by ``mrvae.export.fold``, and the plain model (the
 user's class / conditioning ``none``). One step is a forward pass of a batch under ``torch.no_grad``.
 The folded / plain ratio should be ≈ 1 (folding leaves no extra work); gated / plain is for reference.
 
-    python benchmarks/export_overhead.py --repeats 200 --json export_overhead.json
+    python benchmarks/export_overhead.py --repeats 100 --json export_overhead.json
 """
 
 from __future__ import annotations
@@ -37,18 +37,18 @@ class UserCNNVAE(nn.Module):
 
     def __init__(self, latent: int = 16) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 4, 2, 1)   # 28 -> 14
-        self.conv2 = nn.Conv2d(32, 64, 4, 2, 1)  # 14 -> 7
-        self.fc_mu = nn.Linear(64 * 7 * 7, latent)
-        self.fc_logvar = nn.Linear(64 * 7 * 7, latent)
-        self.fc_dec = nn.Linear(latent, 64 * 7 * 7)
-        self.deconv1 = nn.ConvTranspose2d(64, 32, 4, 2, 1)  # 7 -> 14
-        self.deconv2 = nn.ConvTranspose2d(32, 1, 4, 2, 1)   # 14 -> 28
+        self.conv1 = nn.Conv2d(1, 16, 4, 2, 1)   # 28 -> 14
+        self.conv2 = nn.Conv2d(16, 32, 4, 2, 1)  # 14 -> 7
+        self.fc_mu = nn.Linear(32 * 7 * 7, latent)
+        self.fc_logvar = nn.Linear(32 * 7 * 7, latent)
+        self.fc_dec = nn.Linear(latent, 32 * 7 * 7)
+        self.deconv1 = nn.ConvTranspose2d(32, 16, 4, 2, 1)  # 7 -> 14
+        self.deconv2 = nn.ConvTranspose2d(16, 1, 4, 2, 1)   # 14 -> 28
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = torch.relu(self.conv2(torch.relu(self.conv1(x)))).flatten(1)
         mu, log_var = self.fc_mu(h), self.fc_logvar(h)
-        h = torch.relu(self.fc_dec(mu)).reshape(-1, 64, 7, 7)
+        h = torch.relu(self.fc_dec(mu)).reshape(-1, 32, 7, 7)
         return self.deconv2(torch.relu(self.deconv1(h))), mu, log_var
 
 
@@ -113,9 +113,9 @@ def measure(steps: dict[str, Callable[[], object]], repeats: int, warmup: int, s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--steps-per-repeat", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps-per-repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -306,8 +306,11 @@ def test_converted_vae_objective_is_d_plus_beta_r_and_trains_the_gates():
     loss.mean().backward()
     assert mr.model.conv1.gate.weight.grad.abs().sum() > 0
     assert mr.current_u is None
-    with pytest.raises(ValueError, match="does not match β standardised over the model's range"):
-        vae.objective(x, beta, BetaRange(0.1, 10.0).standardise(beta))
+    warm = 0.25 * beta  # KL warm-up: the loss sees a scaled β, the gates the sampled one
+    loss_w, _ = vae.objective(x, warm, RANGE.standardise(beta))
+    assert torch.allclose(loss_w, bernoulli_distortion(logits, x) + warm[:, 0] * gaussian_rate(mu, log_var))
+    with pytest.raises(ValueError, match=r"u must be a floating tensor of shape \(B, 1\) or \(1, 1\), got \(4,\)"):
+        vae.objective(x, beta, RANGE.standardise(beta)[:, 0])
     bad = ConvertedVAE(mr, lambda output, x: (output[0].sum(), output[1].sum()))
     with pytest.raises(ValueError, match=r"shape \(4,\) in nats per example; distortion has shape \(\)"):
         bad.objective(x, beta)

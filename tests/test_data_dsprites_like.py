@@ -92,3 +92,14 @@ def test_registry_loads_it_without_files(tmp_path):
     splits = load_data("dsprites-like", tmp_path / "empty")
     assert (len(splits.train), len(splits.valid), len(splits.test)) == (20_000, 2_000, 10_000)
     assert isinstance(splits.train, DSpritesLikeImages) and splits.train[0].shape == (1, 64, 64)
+
+
+def test_cached_rendering_matches_fresh_rendering():
+    classes = classes_from_index(torch.arange(0, NUM_IMAGES, 9_973))
+    cached, fresh = DSpritesLikeImages(classes), DSpritesLikeImages(classes, cache=False)
+    picks = torch.tensor([3, 1, 3, 70])
+    first = cached.batch(picks)
+    assert torch.equal(first, render(classes[picks])) and torch.equal(fresh.batch(picks), first)
+    assert cached._ready.nonzero().view(-1).tolist() == [1, 3, 70]
+    assert torch.equal(cached.batch(picks), first) and torch.equal(cached[70], first[3])
+    assert torch.equal(cached[-1], fresh[-1])

@@ -376,19 +376,19 @@ def test_text_vocabulary_and_padding(tmp_path):
     vocab = splits.notes["vocabulary"]
     # specials, then by count (the 3; cat, sat 2; dog, down 1), ties alphabetical
     assert vocab == ("<pad>", "<unk>", "<bos>", "<eos>", "the", "cat", "sat", "dog", "down")
-    assert splits.info.vocab_size == 9 and splits.info.shape == (5,)  # longest sentence 4 + <eos>
+    assert splits.info.vocab_size == 9 and splits.info.shape == (6,)  # <bos> + longest sentence 4 + <eos>
     assert splits.info.likelihood is Likelihood.CATEGORICAL
     ids = {w: i for i, w in enumerate(vocab)}
-    assert splits.train.data.tolist() == [[ids["the"], ids["cat"], ids["sat"], EOS_INDEX, 0],
-                                          [ids["the"], ids["dog"], ids["sat"], ids["down"], EOS_INDEX],
-                                          [ids["the"], ids["cat"], EOS_INDEX, 0, 0]]
-    assert splits.valid.data.tolist() == [[ids["the"], UNK_INDEX, ids["sat"], EOS_INDEX, 0]]
-    # longer than T: cut to T - 1 words, then <eos>
-    assert splits.test.data.tolist() == [[UNK_INDEX, ids["cat"], ids["sat"], UNK_INDEX, EOS_INDEX]]
-    assert BOS_INDEX not in splits.train.data
-    small = load_text(tmp_path, max_vocab=6, min_count=1, max_length=3)
-    assert small.notes["vocabulary"][4:] == ("the", "cat") and small.info.shape == (3,)
-    assert small.train.data[1].tolist() == [ids["the"], UNK_INDEX, EOS_INDEX]
+    bos = BOS_INDEX
+    assert splits.train.data.tolist() == [[bos, ids["the"], ids["cat"], ids["sat"], EOS_INDEX, 0],
+                                          [bos, ids["the"], ids["dog"], ids["sat"], ids["down"], EOS_INDEX],
+                                          [bos, ids["the"], ids["cat"], EOS_INDEX, 0, 0]]
+    assert splits.valid.data.tolist() == [[bos, ids["the"], UNK_INDEX, ids["sat"], EOS_INDEX, 0]]
+    # longer than T: cut to T - 2 words between <bos> and <eos>
+    assert splits.test.data.tolist() == [[bos, UNK_INDEX, ids["cat"], ids["sat"], UNK_INDEX, EOS_INDEX]]
+    small = load_text(tmp_path, max_vocab=6, min_count=1, max_length=4)
+    assert small.notes["vocabulary"][4:] == ("the", "cat") and small.info.shape == (4,)
+    assert small.train.data[1].tolist() == [bos, ids["the"], UNK_INDEX, EOS_INDEX]
     assert build_vocabulary([["a", "a", "b"]], max_size=None, min_count=2).tokens[4:] == ("a",)
 
 

@@ -15,9 +15,8 @@ from mrvae.convert import ConvertedVAE, make_multirate
 from mrvae.export import (CONFIG_FILE, WEIGHTS_FILE, export_checkpoint, fold, fold_affine_into, load_exported,
                           read_export_config)
 from mrvae.gates import FilmConditioner, GateFunction, UnitGate
-from mrvae.layers import (Conditioning, ConditionedLayer, ConditionedLinear, ConditioningSpec, ModelConditioning)
+from mrvae.layers import Conditioning, ConditionedLayer, ConditioningSpec, ModelConditioning
 from mrvae.models import LinearVAE, MLPVAE
-from mrvae.objectives import bernoulli_distortion, gaussian_rate
 
 RANGE = BetaRange(0.01, 10.0)
 TOL = 1e-5

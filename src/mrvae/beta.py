@@ -75,8 +75,9 @@ class BetaRange:
         beta_t = torch.as_tensor(beta, dtype=torch.get_default_dtype())
         if not torch.is_floating_point(beta_t):
             beta_t = beta_t.to(torch.get_default_dtype())
-        if bool((beta_t <= 0).any()):
-            raise ValueError(f"β must be > 0, got {beta_t.min().item()!r}")
+        bad = ~(beta_t > 0)  # also catches NaN
+        if bool(bad.any()):
+            raise ValueError(f"β must be > 0, got {beta_t[bad].flatten()[0].item()!r}")
         return self.standardise_log(torch.log(beta_t))
 
     def unstandardise(self, u: Tensor) -> Tensor:

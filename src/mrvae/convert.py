@@ -10,10 +10,10 @@ before it would be normalised away in training).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -136,14 +136,20 @@ class MultiRateModel(nn.Module):
         """The user's forward; every gated layer needs an active β context."""
         return self.model(*args, **kwargs)
 
-    @contextmanager
-    def beta(self, beta: float | Tensor) -> Iterator[MultiRateModel]:
+    def beta(self, beta: float | Tensor) -> contextlib.AbstractContextManager[MultiRateModel]:
         """Set β (a float, or (B,) / (B, 1) per-example values) for the block; the previous value
         (``None`` or an outer context's) is restored on exit, exceptions included."""
         reference = next(self.parameters(), None)
-        u = beta_to_u(beta, self.beta_range, reference.device if reference is not None else None)
+        return self.scoped_u(beta_to_u(beta, self.beta_range, reference.device if reference is not None else None))
+
+    @contextlib.contextmanager
+    def scoped_u(self, u: Tensor) -> Iterator[MultiRateModel]:
+        """Like ``beta`` for a caller that already holds u = ``beta_range.standardise(β)``, (1, 1) or (B, 1)."""
+        if not isinstance(u, Tensor) or not torch.is_floating_point(u) or u.dim() != 2 or u.shape[1] != 1:
+            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise ValueError(f"u must be a floating tensor of shape (B, 1) or (1, 1), got {shape}")
         previous = self.scope.u
-        self.scope.u = u
+        self.scope.u = u.detach()
         try:
             yield self
         finally:
@@ -246,7 +252,7 @@ def make_multirate(model: nn.Module, beta_range: BetaRange = BetaRange(), *, exc
                         "(its forward takes u) instead of converting it")
     if isinstance(spec, ModelConditioning):
         encoder_spec, decoder_spec = spec.encoder(), spec.decoder()
-        if encoder_spec != decoder_spec and decoder is None:
+        if encoder_spec != decoder_spec and spec.kind is Conditioning.GATE and decoder is None:
             raise ValueError(f"spec has encoder_gate={spec.encoder_gate.value} and decoder_gate="
                              f"{spec.decoder_gate.value}: pass decoder=... naming the decoder's layers")
     elif isinstance(spec, ConditioningSpec):
@@ -381,22 +387,14 @@ class ConvertedVAE(nn.Module):
 
     def objective(self, x: Tensor, beta: Tensor | float, u: Tensor | None = None,
                   generator: torch.Generator | None = None) -> tuple[Tensor, ConvertedOutput]:
-        """(B, ...) data, (B, 1) β -> ((B,) D + β·R in nats, ``ConvertedOutput``).
+        """(B, ...) data, (B, 1) β and u -> ((B,) D + β·R in nats, ``ConvertedOutput``).
 
-        u is recomputed from β with the model's own range; a given ``u`` must agree with it (a check
-        that the caller's β range is the model's). ``generator`` is unused: the user's forward draws
-        its own noise from the global RNG.
+        As in ``VAE.objective`` the gates see ``u`` and the loss sees β (they differ under KL warm-up);
+        ``u`` must be standardised over this model's ``beta_range``, and ``None`` computes it from β.
+        ``generator`` is unused: the user's forward draws its own noise from the global RNG.
         """
-        with self.multirate.beta(beta):
-            if u is not None:
-                own = self.multirate.current_u.to(u.device, u.dtype)
-                try:
-                    mismatch = bool(((own - u).abs() > 1e-4).any())
-                except RuntimeError:  # shapes that do not broadcast
-                    mismatch = True
-                if mismatch:
-                    raise ValueError(f"u of shape {tuple(u.shape)} does not match β standardised over the "
-                                     f"model's range {self.beta_range}; was the caller's β range different?")
+        scope = self.multirate.beta(beta) if u is None else self.multirate.scoped_u(u)
+        with scope:
             output = self.multirate(x)
             distortion, rate = self.loss_terms(output, x)
         batch = x.shape[0]

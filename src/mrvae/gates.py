@@ -106,7 +106,11 @@ class UnitGate(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         """(B, 1) u -> (B, out) gate in [0, scale]."""
-        return self.scale * gate_function(self.function, self.pre_activation(u))
+        if u.dim() != 2 or u.shape[1] != 1:
+            # (B,) would broadcast against (out,) into a wrong shape, or silently when B == out
+            raise ValueError(f"UnitGate expects u of shape (B, 1), got {tuple(u.shape)}")
+        gate = gate_function(self.function, self.pre_activation(u))
+        return gate if self.scale == 1.0 else self.scale * gate
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, function={self.function.value}, scale={self.scale}"

@@ -113,9 +113,7 @@ class EncoderDecoder(Protocol):
 
     def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]: ...
 
-    def decode(self, z: Tensor, u: Tensor | None) -> Tensor: ...
-
-    def distortion(self, output: Tensor, x: Tensor) -> Tensor: ...
+    def reconstruction_distortion(self, z: Tensor, u: Tensor | None, x: Tensor) -> Tensor: ...
 
 
 def iwae_bound(
@@ -145,7 +143,7 @@ def iwae_bound(
         flat_z = z.reshape(c * batch, -1)
         x_rep = x.unsqueeze(0).expand((c,) + tuple(x.shape)).reshape((c * batch,) + tuple(x.shape[1:]))
         u_rep = None if u is None else (u if u.shape[0] == 1 else u.repeat(c, 1))
-        log_px_z = -model.distortion(model.decode(flat_z, u_rep), x_rep).reshape(c, batch)
+        log_px_z = -model.reconstruction_distortion(flat_z, u_rep, x_rep).reshape(c, batch)
         log_weights.append(log_px_z + log_standard_normal(z) - log_diagonal_normal(z, mean, log_var))
         done += c
     stacked = torch.cat(log_weights, dim=0)

@@ -12,8 +12,12 @@ from ..comparison import Comparison, rows_from_curve, rows_from_model
 from ..config import Method, RunConfig, from_dict, to_dict
 from ..curves import RDCurve
 from ..evaluate import evaluate_curve
-from ..pipeline import RunDir, curve_for, load_run_data, load_trained, prepare_run_dir, train_method
+from ..export import export_checkpoint
+from ..pipeline import (RunDir, curve_for, data_info_dict, load_run_data, load_trained, prepare_run_dir,
+                        train_method)
 from ..plotting import plot_rd_curves
+from ..targeting import beta_for_distortion, beta_for_rate
+from .data_command import check_dataset, download_dataset, list_datasets
 
 
 def log(message: str) -> None:
@@ -122,6 +126,12 @@ def cmd_curve(args: Any) -> int:
     for beta, r, d in zip(curve.betas, curve.results["rate"], curve.results["distortion"]):
         print(f"β {beta:>9.4g}  rate {r:>9.3f}  distortion {d:>9.3f} nats")
     print(f"curve written to {out}")
+    targets = ((args.target_rate, beta_for_rate, "rate"), (args.target_distortion, beta_for_distortion, "distortion"))
+    for target, find, name in targets:
+        if target is not None:
+            found = find(trained.model, data.test, target, trained.beta_range, config=eval_config)
+            print(f"target {name} {target:g} nats: β = {found.beta:.6g} (rate {found.rate:.4f}, "
+                  f"distortion {found.distortion:.4f} nats; {found.evaluations} evaluations)")
     return 0
 
 
@@ -153,4 +163,36 @@ def cmd_plot(args: Any) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "baseline": cmd_baseline, "curve": cmd_curve, "plot": cmd_plot}
+def cmd_export(args: Any) -> int:
+    """Fold the gates of a multi-rate checkpoint at ``--beta`` and write safetensors + JSON."""
+    if args.beta is None or args.out is None:
+        raise ValueError("mrvae export needs --beta and --out")
+    path = _checkpoint_path(args.checkpoint)
+    trained = load_trained(path)
+    if not trained.beta_range.contains(args.beta):
+        raise ValueError(f"--beta {args.beta:g} is outside the model's training range "
+                         f"[{trained.beta_range.low:g}, {trained.beta_range.high:g}]")
+    config = {"run_config": to_dict(trained.config), "method": trained.method.value,
+              "data_info": data_info_dict(trained.info), "checkpoint": str(path)}
+    paths = export_checkpoint(trained.model, args.beta, trained.beta_range, args.out, config)
+    print(f"exported {trained.method.value} at β = {args.beta:g}: {paths.weights} and {paths.config}")
+    return 0
+
+
+def cmd_data(args: Any) -> int:
+    """``mrvae data list | check NAME | download NAME``; check exits 1 when files are missing."""
+    action = args.action
+    sub = args[action]
+    if action == "list":
+        print(list_datasets(sub.root))
+        return 0
+    if action == "check":
+        ok, report = check_dataset(sub.name, sub.root)
+        print(report)
+        return 0 if ok else 1
+    print(download_dataset(sub.name, sub.root, progress=sys.stderr.isatty()))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "baseline": cmd_baseline, "curve": cmd_curve, "plot": cmd_plot,
+            "export": cmd_export, "data": cmd_data}

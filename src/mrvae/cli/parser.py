@@ -69,4 +69,24 @@ def build_parser() -> ArgumentParser:
     plot.add_argument("--out", type=str | None, default=None, help="PNG path (default: plots/rd_curve.png)")
     plot.add_argument("--title", type=str, default="")
     sub.add_subcommand("plot", plot, help="draw RD curves")
+
+    export = ArgumentParser(description="Fold the gates at one β into a plain model: safetensors + JSON.",
+                            exit_on_error=False)
+    export.add_argument("checkpoint", type=str, help="a checkpoint file, or a run directory (uses mrvae.pt)")
+    export.add_argument("--beta", type=float, help="the β to fold in (inside the model's training range)")
+    export.add_argument("--out", type=str, help="the folder to write model.safetensors and config.json to")
+    sub.add_subcommand("export", export, help="export a plain model at one β")
+
+    data = ArgumentParser(description="List, check and download the data sets.", exit_on_error=False)
+    sub.add_subcommand("data", data, help="list, check or download data sets")
+    data_sub = data.add_subcommands(dest="action")
+    for action, text in (("list", "every data set and whether its files are present"),
+                         ("check", "what a data set needs, present or missing, at the exact paths"),
+                         ("download", "fetch a data set from its canonical location, checksums verified")):
+        action_parser = ArgumentParser(description=text, exit_on_error=False)
+        if action != "list":
+            action_parser.add_argument("name", type=str)
+        action_parser.add_argument("--root", type=str | None, default=None,
+                                   help="data root (default: $MRVAE_DATA, else ~/.cache/mrvae)")
+        data_sub.add_subcommand(action, action_parser, help=text)
     return parser

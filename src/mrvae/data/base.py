@@ -88,7 +88,10 @@ def random_hflip(batch: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def batch_of(dataset: Dataset, indices: Tensor) -> Tensor:
-    """Stack the items at ``indices`` (K,) into a (K, ...) batch; direct indexing for ``ArrayDataset``."""
+    """Stack the items at ``indices`` (K,) into a (K, ...) batch: ``index_select`` for ``ArrayDataset``,
+    the data set's own ``batch(indices)`` where it has one, else item by item."""
     if isinstance(dataset, ArrayDataset):
-        return dataset.data[indices]
+        return dataset.data.index_select(0, indices)
+    if hasattr(dataset, "batch"):
+        return dataset.batch(indices)
     return torch.stack([torch.as_tensor(dataset[int(i)]) for i in indices])

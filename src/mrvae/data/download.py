@@ -153,7 +153,8 @@ def download_dataset(name: str, root: str | Path | None = None, progress: bool =
             report.append(f"{destination}: already present")
         else:
             sha256 = fetch(remote, destination, progress, timeout, resume_hint=hint)
-            verified = (f"{HashAlgorithm(remote.algorithm).value} verified" if remote.checksum is not None
+            source = "" if remote.checksum_source == "published" else f", checksum {remote.checksum_source}"
+            verified = (f"{HashAlgorithm(remote.algorithm).value} verified{source}" if remote.checksum is not None
                         else f"unverified: no published checksum; sha256 {sha256}")
             report.append(f"{destination}: downloaded ({verified})")
         if remote.archive is Archive.TAR_GZ and not files.complete_in(folder):

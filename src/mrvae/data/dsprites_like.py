@@ -118,22 +118,38 @@ def _inside(shape: int, u: Tensor, v: Tensor) -> Tensor:
 
 
 class DSpritesLikeImages(Dataset):
-    """The dsprites-like images of the given factor ``classes`` (N, 5), rendered when asked for:
-    items are (1, 64, 64) float32 in {0, 1}; ``factors`` is ``classes``; memory is O(N)."""
+    """The dsprites-like images of the given factor ``classes`` (N, 5), rendered when first asked for:
+    items are (1, 64, 64) float32 in {0, 1}; ``factors`` is ``classes``.
 
-    def __init__(self, classes: Tensor) -> None:
+    Rendered images are kept as uint8 (4 KiB each; the buffer's pages are only touched as images are
+    drawn), so later epochs cost an index and a conversion. ``cache=False`` renders every time.
+    """
+
+    def __init__(self, classes: Tensor, cache: bool = True) -> None:
         self.factors = _check_classes(classes)
         self.labels = None
+        n = self.factors.shape[0]
+        self._images = torch.zeros(n, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8) if cache else None
+        self._ready = torch.zeros(n, dtype=torch.bool) if cache else None
 
     def __len__(self) -> int:
         return self.factors.shape[0]
 
     def __getitem__(self, i: int) -> Tensor:
-        return render(self.factors[i].view(1, -1))[0]
+        if self._ready is not None and self._ready[i]:
+            return self._images[i].float()
+        return self.batch(torch.tensor([i]))[0]
 
     def batch(self, indices: Tensor) -> Tensor:
-        """(K,) positions -> (K, 1, 64, 64) images, rendered in one call."""
-        return render(self.factors[torch.as_tensor(indices, dtype=torch.long)])
+        """(K,) positions -> (K, 1, 64, 64) images; those not drawn yet are rendered in one call."""
+        indices = torch.as_tensor(indices, dtype=torch.long).view(-1) % max(len(self), 1)
+        if self._images is None:
+            return render(self.factors[indices])
+        todo = indices[~self._ready[indices]].unique()
+        if todo.numel():
+            self._images[todo] = render(self.factors[todo]).to(torch.uint8)
+            self._ready[todo] = True
+        return self._images.index_select(0, indices).float()
 
     def __getitems__(self, indices: list[int]) -> list[Tensor]:
         """Batched fetch used by ``torch.utils.data.DataLoader``."""

@@ -36,7 +36,8 @@ class ByteImageDataset(Dataset):
 
     def batch(self, indices: Tensor) -> Tensor:
         """(K,) positions in this split -> (K, C, H, W) float32 batch."""
-        return self.images[self.index[indices]].float().div_(self.scale)
+        rows = self.index.index_select(0, torch.as_tensor(indices, dtype=torch.long).view(-1))
+        return self.images.index_select(0, rows).float().div_(self.scale)
 
     def __getitems__(self, indices: list[int]) -> list[Tensor]:
         """Batched fetch used by ``torch.utils.data.DataLoader``."""

@@ -73,13 +73,13 @@ def build_vocabulary(sentences: Iterable[list[str]], max_size: int | None = MAX_
 
 
 def encode_sentences(sentences: list[list[str]], vocabulary: Vocabulary, length: int) -> Tensor:
-    """Sentences -> (N, length) long ids: each sentence's words (cut to ``length`` − 1), then <eos>, then
-    <pad> (0). No <bos> is stored: a decoder feeds <bos> (``BOS_INDEX``) followed by x[:, :-1]."""
-    if length < 1:
-        raise ValueError(f"length must be >= 1, got {length}")
+    """Sentences -> (N, length) long ids: <bos>, each sentence's words (cut to ``length`` − 2), <eos>,
+    then <pad> (0). A decoder reads x[:, :-1] and predicts x[:, 1:] (``mrvae.models.LSTMVAE``)."""
+    if length < 2:
+        raise ValueError(f"length must be >= 2 (<bos> and <eos>), got {length}")
     out = torch.full((len(sentences), length), PAD_INDEX, dtype=torch.long)
     for row, words in enumerate(sentences):
-        ids = vocabulary.encode(words[:length - 1]) + [EOS_INDEX]
+        ids = [BOS_INDEX] + vocabulary.encode(words[:length - 2]) + [EOS_INDEX]
         out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
 
@@ -110,7 +110,7 @@ def load_text(root: Path, seed: int = 0, max_vocab: int | None = MAX_VOCAB, min_
     if not train:
         raise DataError(f"{files.file(folder, 0)}: holds no sentences")
     vocabulary = build_vocabulary(train, max_vocab, min_count)
-    length = min(max_length, 1 + max(len(s) for s in train))
+    length = min(max_length, 2 + max(len(s) for s in train))
     info = DataInfo("text", (length,), Likelihood.CATEGORICAL, vocab_size=len(vocabulary), description=DESCRIPTION)
     return DataSplits(info, ArrayDataset(encode_sentences(train, vocabulary, length)),
                       ArrayDataset(encode_sentences(test, vocabulary, length)),

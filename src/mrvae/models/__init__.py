@@ -1,9 +1,16 @@
 """Reference VAE architectures, each written once from conditioned layers (none | gate | film)."""
 
 from .base import VAE, VAEOutput
+from .conv import PAPER_LATENT_DIMS, ConvVAE
 from .linear import (LinearOptimum, LinearVAE, linear_vae_terms, optimal_parameters,
                      optimal_rate_distortion)
+from .lstm import LSTMVAE, ConditionedEmbedding
 from .mlp import MLPVAE
+from .registry import ARCHITECTURES, build_model
+from .resnet import ResidualBlock, ResNetVAE
+from .tcvae import TCVAE, TCDecomposition, TCEstimator, tc_decomposition
 
 __all__ = ["VAE", "VAEOutput", "LinearVAE", "LinearOptimum", "linear_vae_terms", "optimal_parameters",
-           "optimal_rate_distortion", "MLPVAE"]
+           "optimal_rate_distortion", "MLPVAE", "ConvVAE", "PAPER_LATENT_DIMS", "ResNetVAE", "ResidualBlock",
+           "LSTMVAE", "ConditionedEmbedding", "TCVAE", "TCEstimator", "TCDecomposition", "tc_decomposition",
+           "ARCHITECTURES", "build_model"]

@@ -55,6 +55,11 @@ class VAE(nn.Module):
         """(B, ...) decoder output and data -> (B,) -log p(x|z) in nats."""
         return distortion(self.likelihood, output, x, self.sigma2)
 
+    def reconstruction_distortion(self, z: Tensor, u: Tensor | None, x: Tensor) -> Tensor:
+        """(B, k) latents, (B, 1) u and the (B, ...) data they should reconstruct -> (B,) -log p(x|z)
+        in nats. Models whose decoder needs the data (teacher forcing) override it."""
+        return self.distortion(self.decode(z, u), x)
+
     def mean_output(self, output: Tensor) -> Tensor:
         """Decoder output -> the likelihood's mean (sigmoid of logits for Bernoulli)."""
         return torch.sigmoid(output) if self.likelihood is Likelihood.BERNOULLI else output

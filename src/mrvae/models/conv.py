@@ -1,4 +1,4 @@
-"""CNN VAE (pythae benchmark net, PAPER.md §6) for 28×28, 32×32 and 64×64 images, written once from conditioned layers.
+"""CNN VAE (pythae benchmark net, PAPER.md §6) for 28×28, 32×32 and 64×64 images, from conditioned layers.
 
 Shared helpers for the image models live here too: the supported input shapes, the paper's default
 latent sizes and likelihoods per shape, and the ``width`` multiplier of channel counts.

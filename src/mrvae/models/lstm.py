@@ -12,32 +12,14 @@ Because the decoder needs the tokens, ``decode(z, u, tokens)`` takes them as a t
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..gates import FilmConditioner, UnitGate
 from ..layers import (BetaConditioned, Conditioning, ConditionedLinear, ConditioningSpec, ModelConditioning,
                       check_u)
-from ..objectives import Likelihood, gaussian_rate
+from ..objectives import Likelihood, categorical_distortion, gaussian_rate
 from .base import VAE, VAEOutput
-
-
-class TokenLikelihood(str, Enum):
-    """The text decoder's likelihood: a categorical distribution over the vocabulary at each position."""
-
-    CATEGORICAL = "categorical"
-
-
-def token_distortion(logits: Tensor, targets: Tensor, pad_index: int) -> Tensor:
-    """(B, T, V) logits and (B, T) long targets -> (B,) cross-entropy in nats, summed over non-padding tokens."""
-    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
-        raise ValueError(f"expected logits (B, T, V) and targets (B, T), got {tuple(logits.shape)} "
-                         f"and {tuple(targets.shape)}")
-    nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=pad_index, reduction="none")
-    return nll.sum(dim=1)
 
 
 class ConditionedEmbedding(BetaConditioned):
@@ -89,8 +71,7 @@ class LSTMVAE(VAE):
     def __init__(self, vocab_size: int, latent_dim: int = 32, embedding_dim: int = 256, hidden_dim: int = 256,
                  pad_index: int = 0, bos_index: int = 1, eos_index: int = 2,
                  conditioning: ModelConditioning = ModelConditioning()) -> None:
-        super().__init__(latent_dim, Likelihood.BERNOULLI, 1.0, conditioning.kind)
-        self.likelihood = TokenLikelihood.CATEGORICAL  # type: ignore[assignment]
+        super().__init__(latent_dim, Likelihood.CATEGORICAL, 1.0, conditioning.kind)
         if vocab_size < 2 or embedding_dim < 1 or hidden_dim < 1:
             raise ValueError(f"need vocab_size >= 2, embedding_dim >= 1 and hidden_dim >= 1, got "
                              f"{vocab_size}, {embedding_dim}, {hidden_dim}")
@@ -158,7 +139,11 @@ class LSTMVAE(VAE):
 
     def distortion(self, output: Tensor, x: Tensor) -> Tensor:
         """(B, T-1, V) logits and (B, T) tokens -> (B,) cross-entropy of ``x[:, 1:]`` in nats (padding ignored)."""
-        return token_distortion(output, x[:, 1:], self.pad_index)
+        return categorical_distortion(output, x[:, 1:], self.pad_index)
+
+    def reconstruction_distortion(self, z: Tensor, u: Tensor | None, x: Tensor) -> Tensor:
+        """(B, k) latents, (B, 1) u and (B, T) tokens -> (B,) -log p(x|z) in nats (decodes with teacher forcing)."""
+        return self.distortion(self.decode(z, u, x), x)
 
     def mean_output(self, output: Tensor) -> Tensor:
         """(B, T-1, V) logits -> next-token probabilities."""

@@ -1,0 +1,85 @@
+"""Find the β that gives a target rate (or distortion): bisection on log β along the model's own curve."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from torch.utils.data import Dataset
+
+from .beta import BetaRange
+from .choices import Choice
+from .config import EvalConfig
+from .evaluate import evaluate_at
+from .models.base import VAE
+
+
+class TargetError(ValueError):
+    """The target lies outside what the model reaches over its β range; the message states that range."""
+
+
+class Quantity(Choice):
+    """What to target: the rate or the distortion."""
+
+    RATE = "rate"
+    DISTORTION = "distortion"
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """The β found, the quantity measured there (nats per example) and the number of evaluations."""
+
+    beta: float
+    rate: float
+    distortion: float
+    evaluations: int
+
+
+def _find_beta(model: VAE, data: Dataset, target: float, quantity: Quantity, beta_range: BetaRange,
+               rel_tol: float, max_iter: int, config: EvalConfig) -> TargetResult:
+    if beta_range.is_fixed:
+        raise TargetError("this model was trained for a single β; targeting needs a multi-rate model")
+    evaluations = 0
+
+    def at(beta: float) -> dict[str, float]:
+        nonlocal evaluations
+        evaluations += 1
+        return evaluate_at(model, data, beta, beta_range, config)
+
+    low, high = at(beta_range.low), at(beta_range.high)
+    # rate falls and distortion rises with β: orient so that f(β) increases
+    sign = -1.0 if quantity is Quantity.RATE else 1.0
+    f_low, f_high = sign * low[quantity.value], sign * high[quantity.value]
+    reach = sorted((low[quantity.value], high[quantity.value]))
+    if not (min(f_low, f_high) <= sign * target <= max(f_low, f_high)):
+        raise TargetError(f"target {quantity.value} {target:g} nats is outside the reachable range "
+                          f"[{reach[0]:.4g}, {reach[1]:.4g}] nats for β in [{beta_range.low:g}, {beta_range.high:g}]")
+    lo, hi = math.log(beta_range.low), math.log(beta_range.high)
+    best = (beta_range.low, low) if abs(low[quantity.value] - target) < abs(high[quantity.value] - target) \
+        else (beta_range.high, high)
+    for _ in range(max_iter):
+        mid = 0.5 * (lo + hi)
+        point = at(math.exp(mid))
+        if abs(point[quantity.value] - target) < abs(best[1][quantity.value] - target):
+            best = (math.exp(mid), point)
+        if abs(point[quantity.value] - target) <= rel_tol * abs(target):
+            break
+        if sign * point[quantity.value] < sign * target:
+            lo = mid
+        else:
+            hi = mid
+    beta, point = best
+    return TargetResult(beta, point["rate"], point["distortion"], evaluations)
+
+
+def beta_for_rate(model: VAE, data: Dataset, target_nats: float, beta_range: BetaRange,
+                  rel_tol: float = 1e-3, max_iter: int = 40, config: EvalConfig = EvalConfig()) -> TargetResult:
+    """The β in ``beta_range`` at which the model's mean rate on ``data`` is ``target_nats``
+    (nats per example), by bisection on log β; raises ``TargetError`` stating the reachable range."""
+    return _find_beta(model, data, target_nats, Quantity.RATE, beta_range, rel_tol, max_iter, config)
+
+
+def beta_for_distortion(model: VAE, data: Dataset, target_nats: float, beta_range: BetaRange,
+                        rel_tol: float = 1e-3, max_iter: int = 40,
+                        config: EvalConfig = EvalConfig()) -> TargetResult:
+    """The β at which the mean distortion on ``data`` is ``target_nats``; as ``beta_for_rate``."""
+    return _find_beta(model, data, target_nats, Quantity.DISTORTION, beta_range, rel_tol, max_iter, config)
