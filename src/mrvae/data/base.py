@@ -27,6 +27,10 @@ class DataInfo:
     vocab_size: int | None = None
     description: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "likelihood", Likelihood(self.likelihood))
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+
     @property
     def dims(self) -> int:
         """Number of data dimensions per example (pixels × channels, or tokens)."""

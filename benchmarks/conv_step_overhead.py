@@ -1,0 +1,220 @@
+"""Training-step time of the gated ConvVAE / ResNetVAE divided by the same net with conditioning ``none``.
+
+One step is what ``fit()`` does per batch: draw per-example β, forward, β-objective, backward and an
+Adam step, on a batch of 64 binary (1, 28, 28) images. Both architectures run at a channel ``--width``
+(default 0.25) so the step fits a CPU. The four models (ConvVAE gate / none, ResNetVAE gate / none)
+run interleaved in one process: after a warm-up, every repeat times each model once, in an order
+that rotates from repeat to repeat. Wall time and the calling thread's CPU time are recorded for the
+same steps; the ratio of medians gate / none is printed per architecture (goal <= 1.03; the paper
+reports +4.2 % wall time for its ResNet MR-VAE on Omniglot, Fig. 1). With ``--profile`` (or whenever a
+ratio is above the goal) ``torch.profiler`` tables of both conditionings show what the gates cost.
+
+    python benchmarks/conv_step_overhead.py --repeats 200 --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mrvae import BetaRange, ModelConditioning
+from mrvae.layers import Conditioning
+from mrvae.models.base import VAE
+from mrvae.models.conv import ConvVAE
+from mrvae.models.resnet import ResNetVAE
+
+GOAL = 1.03
+INPUT_SHAPE = (1, 28, 28)
+ARCHITECTURES: dict[str, type[VAE]] = {"conv": ConvVAE, "resnet": ResNetVAE}
+KINDS = (Conditioning.GATE, Conditioning.NONE)
+
+
+@dataclass
+class Case:
+    """One timed model: its architecture, conditioning, step closure and per-repeat times (s/step)."""
+
+    arch: str
+    kind: Conditioning
+    step: Callable[[], None]
+    model: VAE
+    wall: list[float]
+    cpu: list[float]
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}/{self.kind.value}"
+
+
+def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, seed: int) -> Case:
+    """A fresh model of ``arch`` with conditioning ``kind`` and a closure doing one training step."""
+    torch.manual_seed(seed)
+    model = ARCHITECTURES[arch](INPUT_SHAPE, width=width, conditioning=ModelConditioning(kind=kind))
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    beta_range = BetaRange()
+    generator = torch.Generator().manual_seed(seed)
+
+    def step() -> None:
+        beta = beta_range.sample(batch.shape[0], generator)
+        u = beta_range.standardise(beta)
+        optimiser.zero_grad(set_to_none=True)
+        loss, _ = model.objective(batch, beta, u, generator)
+        loss.mean().backward()
+        optimiser.step()
+
+    return Case(arch, kind, step, model, [], [])
+
+
+def time_case(case: Case, steps: int) -> None:
+    """Run ``steps`` consecutive steps of ``case``, appending seconds per step (wall and thread CPU)."""
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    for _ in range(steps):
+        case.step()
+    case.wall.append((time.perf_counter() - wall0) / steps)
+    case.cpu.append((time.thread_time() - cpu0) / steps)
+
+
+def measure(cases: list[Case], repeats: int, warmup: int, steps_per_repeat: int) -> None:
+    """Warm every case up, then ``repeats`` rounds timing each case once, the order rotating by one each round."""
+    for _ in range(warmup):
+        for case in cases:
+            case.step()
+    for repeat in range(repeats):
+        shift = repeat % len(cases)
+        order = cases[shift:] + cases[:shift]
+        if (repeat // len(cases)) % 2:
+            order = order[::-1]
+        for case in order:
+            time_case(case, steps_per_repeat)
+
+
+def summarise(cases: list[Case]) -> dict[str, dict[str, float]]:
+    """Per architecture: median step times (ms) of gate and none, their ratio, and the median paired ratio."""
+    by_name = {case.name: case for case in cases}
+    out = {}
+    for arch in ARCHITECTURES:
+        gate, none = by_name[f"{arch}/gate"], by_name[f"{arch}/none"]
+        row = {"gate_params": sum(p.numel() for p in gate.model.parameters()),
+               "none_params": sum(p.numel() for p in none.model.parameters())}
+        for clock in ("wall", "cpu"):
+            g, n = getattr(gate, clock), getattr(none, clock)
+            row[f"{clock}_gate_ms"] = 1e3 * statistics.median(g)
+            row[f"{clock}_none_ms"] = 1e3 * statistics.median(n)
+            row[f"{clock}_ratio"] = statistics.median(g) / statistics.median(n)
+            row[f"{clock}_paired_ratio"] = statistics.median(a / b for a, b in zip(g, n))
+        out[arch] = row
+    return out
+
+
+def profile_case(case: Case, steps: int) -> dict[str, tuple[float, float]]:
+    """``torch.profiler`` over ``steps`` steps of ``case`` -> {op name: (calls per step, self CPU µs per step)}."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            case.step()
+    return {e.key: (e.count / steps, e.self_cpu_time_total / steps) for e in prof.key_averages()}
+
+
+def profile_difference(cases: list[Case], steps: int, top: int) -> dict[str, dict]:
+    """Per architecture: the ops the gates add (more calls per step with ``gate`` than with ``none``),
+    with their extra calls and the self CPU time of those calls (µs per step, the op's mean cost per
+    call times the extra calls), largest first; ops called equally often do the same work in both."""
+    by_name = {case.name: case for case in cases}
+    result = {}
+    for arch in ARCHITECTURES:
+        gate = profile_case(by_name[f"{arch}/gate"], steps)
+        none = profile_case(by_name[f"{arch}/none"], steps)
+        extra = {}
+        for op, (calls, us) in gate.items():
+            more = calls - none.get(op, (0.0, 0.0))[0]
+            if more > 0 and calls > 0:
+                extra[op] = {"extra_calls": more, "extra_us": us * more / calls}
+        worst = dict(sorted(extra.items(), key=lambda kv: -kv[1]["extra_us"])[:top])
+        gate_total = sum(us for _, us in gate.values())
+        none_total = sum(us for _, us in none.values())
+        result[arch] = {"gate_total_us": gate_total, "none_total_us": none_total,
+                        "added_ops_us": sum(v["extra_us"] for v in extra.values()), "added_ops": worst}
+    return result
+
+
+def plot(cases: list[Case], path: Path) -> None:
+    """Box plot of the per-repeat wall time of every case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.boxplot([[1e3 * t for t in case.wall] for case in cases], showfliers=False)
+    ax.set_xticks(range(1, len(cases) + 1), [case.name for case in cases])
+    ax.set_ylabel("ms per training step (wall)")
+    ax.set_title("gate vs none, interleaved repeats")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200, help="timed rounds (default 200)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per model first (default 10)")
+    parser.add_argument("--steps-per-repeat", type=int, default=1, help="steps timed together (default 1)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--width", type=float, default=0.25, help="channel multiplier (default 0.25)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="always print the profiler comparison")
+    parser.add_argument("--profile-steps", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON and PNG")
+    args = parser.parse_args(argv)
+    if min(args.repeats, args.steps_per_repeat, args.batch_size, args.threads, args.profile_steps) < 1 \
+            or args.warmup < 0 or not args.width > 0:
+        parser.error("--repeats, --steps-per-repeat, --batch-size, --threads, --profile-steps must be >= 1, "
+                     "--warmup >= 0, --width > 0")
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    batch = torch.bernoulli(torch.full((args.batch_size, *INPUT_SHAPE), 0.3),
+                            generator=torch.Generator().manual_seed(args.seed))
+    cases = [make_case(arch, kind, batch, args.width, args.seed) for arch in ARCHITECTURES for kind in KINDS]
+    started = time.perf_counter()
+    measure(cases, args.repeats, args.warmup, args.steps_per_repeat)
+    summary = summarise(cases)
+    print(f"batch {args.batch_size} of {INPUT_SHAPE}, width {args.width}, {args.threads} thread(s), "
+          f"medians of {args.repeats} interleaved repeats ({time.perf_counter() - started:.0f} s)")
+    for arch, row in summary.items():
+        extra = 100.0 * (row["gate_params"] / row["none_params"] - 1.0)
+        print(f"{arch:>7}: gate {row['wall_gate_ms']:.2f} ms, none {row['wall_none_ms']:.2f} ms, "
+              f"wall ratio {row['wall_ratio']:.3f} (paired {row['wall_paired_ratio']:.3f}), "
+              f"CPU ratio {row['cpu_ratio']:.3f} (paired {row['cpu_paired_ratio']:.3f}); "
+              f"params {row['none_params']:,} -> {row['gate_params']:,} (+{extra:.2f} %); goal <= {GOAL}")
+    over = [arch for arch, row in summary.items() if min(row["wall_ratio"], row["cpu_ratio"]) > GOAL]
+    profiled = None
+    if args.profile or over:
+        profiled = profile_difference(cases, args.profile_steps, 8)
+        for arch, row in profiled.items():
+            print(f"{arch}: profiled self CPU per step: gate {row['gate_total_us'] / 1e3:.2f} ms, none "
+                  f"{row['none_total_us'] / 1e3:.2f} ms; ops the gates add: {row['added_ops_us'] / 1e3:.2f} ms "
+                  f"({100 * row['added_ops_us'] / row['none_total_us']:.1f} % of none), largest:")
+            for op, cost in row["added_ops"].items():
+                print(f"    {op:<55} {cost['extra_calls']:>5.0f} calls {cost['extra_us']:>9.1f} µs")
+    record = {"benchmark": "conv_step_overhead", "goal": GOAL, "summary": summary, "profile": profiled,
+              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()}
+    (args.out / "conv_step_overhead.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot(cases, args.out / "conv_step_overhead.png")
+    print(f"wrote {args.out / 'conv_step_overhead.json'} and {args.out / 'conv_step_overhead.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
