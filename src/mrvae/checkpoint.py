@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 import torch
 
 FORMAT_VERSION = 1
+
+#: Room for what a checkpoint holds besides tensors sized like the parameters (config, RNG states).
+_OVERHEAD_BYTES = 1 << 20
 
 
 class CheckpointError(ValueError):
@@ -40,7 +44,43 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     return path
+
+
+def estimate_checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Bytes a training checkpoint of ``model`` takes, about: 3× the parameter bytes (weights and
+    Adam's two moments) plus the buffers and 1 MiB for settings and RNG states."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return 3 * params + buffers + _OVERHEAD_BYTES
+
+
+def check_checkpoint_folder(path: str | Path, checkpoint_bytes: int) -> None:
+    """Raise ``CheckpointError`` unless checkpoints of ``checkpoint_bytes`` can be written at ``path``:
+    its folder must be writable (checked with a probe file) and hold two checkpoints, less the size of
+    one already at ``path`` (an atomic replace keeps the old and the new file at once)."""
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint folder {folder} is not writable: {exc.strerror or exc}") from exc
+    existing = path.stat().st_size if path.is_file() else 0
+    needed = 2 * checkpoint_bytes - existing
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise CheckpointError(f"not enough free disk space for checkpoints in {folder}: {_mib(free)} free, "
+                              f"about {_mib(needed)} needed (two copies of a {_mib(checkpoint_bytes)} checkpoint "
+                              f"during an atomic replace)")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

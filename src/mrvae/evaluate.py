@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
+from . import distributed
 from .beta import BetaRange
 from .config import EvalConfig
 from .curves import RDCurve
@@ -20,13 +22,22 @@ from .objectives import iwae_bound
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
-def _batches(dataset: Dataset, batch_size: int):
+def _my_batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[int, Tensor]]:
+    """(index, batch) of this rank's share of the fixed batches: batch i goes to rank i mod N."""
+    info = distributed.current()
     n = len(dataset)
-    for start in range(0, n, batch_size):
-        yield batch_of(dataset, torch.arange(start, min(n, start + batch_size)))
+    for index, start in enumerate(range(0, n, batch_size)):
+        if index % info.world_size == info.rank:
+            yield index, batch_of(dataset, torch.arange(start, min(n, start + batch_size)))
 
 
-def _u_for(model: VAE, beta: float, beta_range: BetaRange, batch: int, device: torch.device) -> torch.Tensor:
+def _batch_generator(device: torch.device, seed: int, index: int) -> torch.Generator:
+    """The noise of batch ``index`` depends on (seed, index) only, so sharded and one-process
+    evaluations draw the same samples for every example."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + index) % 2**64)
+
+
+def _u_for(model: VAE, beta: float, beta_range: BetaRange, batch: int, device: torch.device) -> Tensor:
     return beta_range.standardise(torch.full((batch, 1), float(beta))).to(device=device, dtype=torch.float32)
 
 
@@ -34,23 +45,37 @@ def _u_for(model: VAE, beta: float, beta_range: BetaRange, batch: int, device: t
 def evaluate_at(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange,
                 config: EvalConfig = EvalConfig()) -> dict[str, float]:
     """Mean over ``dataset`` at one β (same β for every example) -> dict of nats per example:
-    rate, distortion (one z sample), beta_objective, neg_elbo (R + D), and active_units."""
+    rate, distortion (one z sample), beta_objective, neg_elbo (R + D), and active_units (latents whose
+    posterior mean varies across examples with variance >= ``ACTIVE_UNIT_THRESHOLD``).
+
+    In a process group (torchrun) every rank must call it: each evaluates its share of the batches,
+    and the float64 sums (rate, distortion, count, and the per-latent sums and sums of squares of the
+    posterior means) are all-reduced, so every rank returns the numbers of a one-process evaluation.
+    """
     model.eval()
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    totals = {"rate": 0.0, "distortion": 0.0}
-    means = []
-    count = 0
-    for x in _batches(dataset, config.batch_size):
+    k = model.latent_dim
+    # [rate sum, distortion sum, count, Σ mean (k), Σ mean² (k)], float64 on the CPU
+    sums = torch.zeros(3 + 2 * k, dtype=torch.float64)
+    for index, x in _my_batches(dataset, config.batch_size):
         x = x.to(device)
-        out = model(x, _u_for(model, beta, beta_range, x.shape[0], device), generator)
-        totals["rate"] += float(out.rate.double().sum())
-        totals["distortion"] += float(out.distortion.double().sum())
-        means.append(out.mean.double().cpu())
-        count += x.shape[0]
-    rate, dist = totals["rate"] / count, totals["distortion"] / count
-    all_means = torch.cat(means)
-    active = int((all_means.var(dim=0, unbiased=True) >= ACTIVE_UNIT_THRESHOLD).sum()) if count > 1 else 0
+        out = model(x, _u_for(model, beta, beta_range, x.shape[0], device), _batch_generator(device, config.seed, index))
+        means = out.mean.detach().cpu().double()
+        sums[0] += out.rate.detach().cpu().double().sum()
+        sums[1] += out.distortion.detach().cpu().double().sum()
+        sums[2] += x.shape[0]
+        sums[3:3 + k] += means.sum(dim=0)
+        sums[3 + k:] += means.square().sum(dim=0)
+    sums = distributed.all_reduce(sums)
+    count = float(sums[2])
+    if count == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    rate, dist = float(sums[0]) / count, float(sums[1]) / count
+    active = 0
+    if count > 1:
+        total, squares = sums[3:3 + k], sums[3 + k:]
+        variance = (squares - total.square() / count) / (count - 1)  # unbiased variance of the means
+        active = int((variance >= ACTIVE_UNIT_THRESHOLD).sum())
     return {"rate": rate, "distortion": dist, "beta_objective": dist + beta * rate, "neg_elbo": rate + dist,
             "active_units": float(active)}
 
@@ -58,18 +83,22 @@ def evaluate_at(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange
 @torch.no_grad()
 def iwae_nll(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange, num_samples: int,
              config: EvalConfig = EvalConfig()) -> float:
-    """-log p(x) estimated by the IWAE bound with ``num_samples`` samples at β, mean nats per example."""
+    """-log p(x) estimated by the IWAE bound with ``num_samples`` samples at β, mean nats per example.
+
+    Sharded over the ranks of a process group like ``evaluate_at`` (every rank must call it)."""
     model.eval()
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-    total, count = 0.0, 0
-    for x in _batches(dataset, max(1, config.batch_size // 4)):
+    sums = torch.zeros(2, dtype=torch.float64)  # [Σ -bound, count]
+    for index, x in _my_batches(dataset, max(1, config.batch_size // 4)):
         x = x.to(device)
         bound = iwae_bound(model, x, _u_for(model, beta, beta_range, x.shape[0], device), num_samples,
-                           generator=generator)
-        total += float(-bound.double().sum())
-        count += x.shape[0]
-    return total / count
+                           generator=_batch_generator(device, config.seed + 1, index))
+        sums[0] -= bound.detach().cpu().double().sum()
+        sums[1] += x.shape[0]
+    sums = distributed.all_reduce(sums)
+    if float(sums[1]) == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    return float(sums[0]) / float(sums[1])
 
 
 def evaluate_curve(model: VAE, dataset: Dataset, betas: Sequence[float], beta_range: BetaRange,

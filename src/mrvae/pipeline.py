@@ -26,6 +26,7 @@ from .checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .config import Method, RunConfig, TrainConfig, from_dict, load_yaml, save_yaml, to_dict
 from .curves import RDCurve
 from .data import DataInfo, DataSplits, load_data
+from .distributed import init_distributed, run_on_main
 from .evaluate import evaluate_curve
 from .models.base import VAE
 from .models.registry import build_model
@@ -84,8 +85,14 @@ def prepare_run_dir(out: str | Path, config: RunConfig, resume: bool) -> RunDir:
     """Create (or, with ``resume``, reopen) a run directory for ``config``; never overwrites a run.
 
     A non-empty folder without ``resume`` is refused; with ``resume`` its ``config.yaml`` must match.
+    Under torchrun this joins the process group; rank 0 alone checks and writes the folder and every
+    rank gets its outcome (the same ``RunDirError`` everywhere if it fails).
     """
-    run = RunDir(Path(out))
+    init_distributed(config.train.device)
+    return run_on_main(lambda: _prepare_run_dir(RunDir(Path(out)), config, resume))
+
+
+def _prepare_run_dir(run: RunDir, config: RunConfig, resume: bool) -> RunDir:
     if run.root.exists() and not run.root.is_dir():
         raise RunDirError(f"output path {run.root} exists and is not a folder")
     existing = run.root.is_dir() and any(run.root.iterdir())

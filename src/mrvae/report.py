@@ -196,10 +196,12 @@ def _viewer(images: RunImages, betas: list[float]) -> str:
         series.append((sweep, "beta-vae", nearest[start], " data-nearest",
                        f"<small id=\"nearest-beta\">trained at β = {nearest_labels[start]} (nearest)</small>"))
     for m, key, index, nearest_attr, small in series:
+        recon_attr = f" data-series=\"{key}-recon\"{nearest_attr}"
+        sample_attr = f" data-series=\"{key}-sample\"{nearest_attr}"
         rows.append(f"<div class=\"view-row\"><div class=\"row-label\">{escape(method_name(key))}{small}</div>"
-                    f"<figure>{_img(m.reconstructions[index], 'reconstructions', f' data-series="{key}-recon"{nearest_attr}')}"
+                    f"<figure>{_img(m.reconstructions[index], 'reconstructions', recon_attr)}"
                     "<figcaption>reconstructions (posterior mean decoded)</figcaption></figure>"
-                    f"<figure>{_img(m.samples[index], 'prior samples', f' data-series="{key}-sample"{nearest_attr}')}"
+                    f"<figure>{_img(m.samples[index], 'prior samples', sample_attr)}"
                     "<figcaption>decoded prior samples z ~ N(0, I)</figcaption></figure></div>")
     return (f"<div class=\"viewer\" id=\"viewer\"><div class=\"controls\"><label for=\"beta-slider\">β</label>"
             f"<input type=\"range\" id=\"beta-slider\" min=\"0\" max=\"{len(betas) - 1}\" step=\"1\" value=\"{start}\""
@@ -209,10 +211,13 @@ def _viewer(images: RunImages, betas: list[float]) -> str:
 
 
 def _picture_table(images: MethodImages, key: str, caption: str) -> str:
-    rows = [f"<tr data-index=\"{i}\"><th scope=\"row\">{beta_label(b)}</th>"
-            f"<td>{_img(r, f'{key} reconstructions at β = {beta_label(b)}', f' id="img-{key}-recon-{i}"')}</td>"
-            f"<td>{_img(s, f'{key} prior samples at β = {beta_label(b)}', f' id="img-{key}-sample-{i}"')}</td></tr>"
-            for i, (b, r, s) in enumerate(zip(images.betas, images.reconstructions, images.samples))]
+    rows = []
+    for i, (b, recon, sample) in enumerate(zip(images.betas, images.reconstructions, images.samples)):
+        at = f"at β = {beta_label(b)}"
+        recon_id, sample_id = f" id=\"img-{key}-recon-{i}\"", f" id=\"img-{key}-sample-{i}\""
+        rows.append(f"<tr data-index=\"{i}\"><th scope=\"row\">{beta_label(b)}</th>"
+                    f"<td>{_img(recon, f'{key} reconstructions {at}', recon_id)}</td>"
+                    f"<td>{_img(sample, f'{key} prior samples {at}', sample_id)}</td></tr>")
     attr = "" if key == "beta-vae" else " data-slider-table"
     return (f"<h3>{escape(caption)}</h3>\n<div class=\"scroll\"><table class=\"pictures\"{attr}><thead><tr><th>β</th>"
             "<th>reconstructions</th><th>decoded prior samples</th></tr></thead><tbody>\n" + "\n".join(rows)
@@ -260,7 +265,7 @@ def _run_section(inputs: ReportInputs) -> str:
                     + _cell(wall.get(curve.name), curve.name, "run_wall_time_s", 0, 1)
                     + f"<td>{s.get('num_parameters', 'n/a')}</td>"
                     + _cell(iwae, curve.name, "iwae_nll", 0) + f"<td>{escape(str(s.get('iwae_beta', 'n/a')))}</td></tr>")
-    table = ("<div class=\"scroll\"><table class=\"numbers\" id=\"wall-time-table\"><thead><tr><th>method</th>"
+    table = ("<div class=\"scroll\"><table class=\"numbers left-heads\" id=\"wall-time-table\"><thead><tr><th>method</th>"
              "<th>training (s)</th><th>evaluation (s)</th><th>in <code>mrvae run</code> (s)</th><th>parameters</th>"
              "<th>IWAE NLL (nats)</th><th>at β</th></tr></thead><tbody>\n" + "\n".join(rows)
              + "\n</tbody></table></div>") if rows else ""
@@ -271,7 +276,17 @@ def _run_section(inputs: ReportInputs) -> str:
             f"the method, training plus evaluation.</p>{notes}"
             f"<h3>Versions</h3><dl class=\"kv\">{versions}<dt>report</dt><dd>{inputs.images.num_examples} "
             f"examples, seed {inputs.images.seed}</dd></dl>"
-            f"<h3>Configuration (config.yaml)</h3><pre>{escape(inputs.config_text)}</pre>")
+            f"<h3>Configuration (config.yaml)</h3><div class=\"config\">{_config_blocks(inputs.config_text)}</div>")
+
+
+def _config_blocks(text: str) -> str:
+    """config.yaml split at its top-level keys into ``<pre>`` blocks (laid out side by side by the CSS)."""
+    blocks: list[list[str]] = []
+    for line in text.splitlines():
+        if not blocks or (line[:1].isalpha() and not line.startswith("- ")):
+            blocks.append([])
+        blocks[-1].append(line)
+    return "".join(f"<pre>{escape(chr(10).join(b))}</pre>" for b in blocks)
 
 
 def render_report(inputs: ReportInputs) -> str:

@@ -27,8 +27,8 @@ from .data.base import DataInfo, DataSplits, batch_of
 from .models.base import VAE
 from .pipeline import load_trained
 
-#: Smallest displayed tile side in pixels (8×8 digits are upscaled ×4 by pixel repetition).
-MIN_TILE_PX = 32
+#: Smallest displayed tile side in pixels (8×8 digits are upscaled ×5 by pixel repetition).
+MIN_TILE_PX = 40
 #: Gap between tiles, in displayed pixels, and its grey level.
 GAP_PX = 2
 GAP_LEVEL = 255

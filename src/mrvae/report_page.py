@@ -48,7 +48,10 @@ img.pic { image-rendering: crisp-edges; image-rendering: pixelated; display: blo
 dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: .3rem 0 1rem; }
 dl.kv dt { color: var(--muted); }
 dl.kv dd { margin: 0; }
-pre { background: var(--alt); border: 1px solid var(--line); border-radius: 6px; padding: .7rem .9rem;
+table.left-heads tbody th { text-align: left; }
+.config { display: grid; gap: 0 .8rem; grid-template-columns: repeat(auto-fill, minmax(min(100%, 250px), 1fr));
+          align-items: start; }
+pre { margin: .3rem 0; background: var(--alt); border: 1px solid var(--line); border-radius: 6px; padding: .7rem .9rem;
       overflow-x: auto; font-size: .8rem; line-height: 1.35; }
 @media (max-width: 720px) {
   main { padding: .8rem .8rem 2rem; }

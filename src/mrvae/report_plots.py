@@ -60,6 +60,8 @@ def _panel(curves: Sequence[RDCurve], key: str, x_key: str, y_key: str, xlabel: 
             ax.plot(xs, ys, color=colour, label=curve_label(curve), marker="o", markersize=3, linewidth=1.6)
     if x_key == "beta":
         ax.set_xscale("log")
+    else:
+        ax.margins(x=0.12, y=0.08)  # room for the β labels of the β-VAE points
     if y_key == "active_units":
         ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel(xlabel)

@@ -16,6 +16,7 @@ from ..export import export_checkpoint
 from ..pipeline import (RunDir, curve_for, data_info_dict, load_run_data, load_trained, prepare_run_dir,
                         train_method)
 from ..plotting import plot_rd_curves
+from ..report import build_report
 from ..targeting import beta_for_distortion, beta_for_rate
 from .data_command import check_dataset, download_dataset, list_datasets
 
@@ -66,6 +67,7 @@ def cmd_run(args: Any) -> int:
     plot_rd_curves(list(curves.values()), run.plot, title=f"{data.info.name}: {config.model.arch} VAE")
     print(comparison.format_table())
     print(f"curves: {run.root / 'curves'}  plot: {run.plot}  metrics: {run.metrics}")
+    print(f"report: {build_report(run.root, data=data)}")
     return 0
 
 
@@ -179,6 +181,13 @@ def cmd_export(args: Any) -> int:
     return 0
 
 
+def cmd_report(args: Any) -> int:
+    """Write the self-contained HTML report of a run directory."""
+    path = build_report(args.run_dir, args.out, num_examples=args.num_examples, seed=args.seed)
+    print(f"report written to {path}")
+    return 0
+
+
 def cmd_data(args: Any) -> int:
     """``mrvae data list | check NAME | download NAME``; check exits 1 when files are missing."""
     action = args.action
@@ -195,4 +204,4 @@ def cmd_data(args: Any) -> int:
 
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "baseline": cmd_baseline, "curve": cmd_curve, "plot": cmd_plot,
-            "export": cmd_export, "data": cmd_data}
+            "export": cmd_export, "data": cmd_data, "report": cmd_report}

@@ -77,6 +77,14 @@ def build_parser() -> ArgumentParser:
     export.add_argument("--out", type=str, help="the folder to write model.safetensors and config.json to")
     sub.add_subcommand("export", export, help="export a plain model at one β")
 
+    report = ArgumentParser(description="Write one self-contained HTML page of a run: curves, table, pictures.",
+                            exit_on_error=False)
+    report.add_argument("run_dir", type=str, help="the run directory (written by mrvae run)")
+    report.add_argument("--out", type=str | None, default=None, help="HTML path (default: RUN_DIR/report.html)")
+    report.add_argument("--num_examples", type=int, default=8, help="test examples and prior samples drawn")
+    report.add_argument("--seed", type=int, default=0, help="seed choosing the examples and the prior samples")
+    sub.add_subcommand("report", report, help="write the HTML report of a run")
+
     data = ArgumentParser(description="List, check and download the data sets.", exit_on_error=False)
     sub.add_subcommand("data", data, help="list, check or download data sets")
     data_sub = data.add_subcommands(dest="action")

@@ -1,0 +1,57 @@
+"""Cost of the whole RD curve: one MR-VAE run + its 20-β curve, divided by the 10-run β-VAE sweep +
+its evaluation, measured side by side in one process on the embedded digits.
+
+    python benchmarks/curve_cost.py                 # the defaults of `mrvae run`
+    python benchmarks/curve_cost.py --steps 900     # quicker; β-VAEs get steps/3 each
+
+Prints both wall times and their ratio (goal <= 0.35; the paper's Fig. 1 ratio is 0.13).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mrvae.baselines import run_sweep
+from mrvae.config import Method, RunConfig
+from mrvae.pipeline import curve_for, load_run_data, prepare_run_dir, train_method
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=RunConfig().train.steps, help="MR-VAE steps")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    base = RunConfig()
+    config = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=args.steps),
+                                 methods=(Method.MRVAE, Method.BETA_VAE))
+    data = load_run_data(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = prepare_run_dir(Path(tmp) / "run", config, resume=False)
+        started = time.perf_counter()
+        result = train_method(config, data, run, Method.MRVAE)
+        curve_for(result, config, data, Method.MRVAE)
+        mrvae_s = time.perf_counter() - started
+        started = time.perf_counter()
+        run_sweep(config, data, run)
+        sweep_s = time.perf_counter() - started
+    figures = {"mrvae_run_and_curve_s": mrvae_s, "beta_vae_sweep_and_eval_s": sweep_s, "ratio": mrvae_s / sweep_s,
+               "mrvae_steps": config.train.steps, "beta_vae_steps_each": config.baseline.steps_for(config.train),
+               "num_beta_vaes": len(config.baseline.betas)}
+    print(f"MR-VAE run + 20-β curve: {mrvae_s:.1f} s; 10 β-VAEs + evaluation: {sweep_s:.1f} s")
+    print(f"ratio (MR-VAE / sweep): {figures['ratio']:.3f}   (goal <= 0.35; paper 0.13)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
