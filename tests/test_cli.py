@@ -108,3 +108,16 @@ def test_print_config_and_module_entry_point(tmp_path):
     again = subprocess.run([sys.executable, "-m", "mrvae", "run", "--config", str(tmp_path / "c.yaml"),
                             "--print_config"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout == done.stdout
+
+
+def test_monotonicity_check_of_a_curve():
+    from mrvae.curves import RDCurve
+
+    good = RDCurve("m", "mrvae", [0.1, 1.0, 10.0], {"rate": [5.0, 3.0, 1.0], "distortion": [10.0, 12.0, 15.0]})
+    assert good.monotonicity_problems() == []
+    bad = RDCurve("m", "mrvae", [0.1, 1.0, 10.0], {"rate": [5.0, 5.2, 1.0], "distortion": [10.0, 9.0, 15.0]})
+    problems = bad.monotonicity_problems()
+    assert problems == ["rate rises from 5 to 5.2 between β = 0.1 and 1",
+                        "distortion falls from 10 to 9 between β = 0.1 and 1"]
+    assert RDCurve("m", "mrvae", [0.1, 1.0], {"rate": [5.0, 5.04], "distortion": [1.0, 1.0]}
+                   ).monotonicity_problems() == []

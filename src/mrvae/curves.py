@@ -87,6 +87,21 @@ class RDCurve:
             raise CurveFormatError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data, str(path))
 
+    def monotonicity_problems(self, rel_tol: float = 0.01) -> list[str]:
+        """Where the curve breaks the shape of an RD curve: rate rising or distortion falling with β by
+        more than ``rel_tol`` (relative to the previous point). Empty when it behaves."""
+        problems = []
+        order = sorted(range(len(self.betas)), key=lambda i: self.betas[i])
+        for key, sign in (("rate", 1.0), ("distortion", -1.0)):
+            values = [self.results[key][i] for i in order]
+            for i in range(1, len(values)):
+                change = sign * (values[i] - values[i - 1])
+                if change > rel_tol * max(abs(values[i - 1]), 1e-12):
+                    word = "rises" if key == "rate" else "falls"
+                    problems.append(f"{key} {word} from {values[i - 1]:.4g} to {values[i]:.4g} between "
+                                    f"β = {self.betas[order[i - 1]]:.4g} and {self.betas[order[i]]:.4g}")
+        return problems
+
     def value_at(self, key: str, beta: float, rel_tol: float = 1e-6) -> float:
         """The result ``key`` at the listed β equal to ``beta`` (within ``rel_tol``)."""
         for b, v in zip(self.betas, self.results[key]):

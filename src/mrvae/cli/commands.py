@@ -66,6 +66,12 @@ def cmd_run(args: Any) -> int:
     comparison.save(run.comparison)
     plot_rd_curves(list(curves.values()), run.plot, title=f"{data.info.name}: {config.model.arch} VAE")
     print(comparison.format_table())
+    for method, curve in curves.items():
+        if method is not Method.BETA_VAE:
+            problems = curve.monotonicity_problems()
+            verdict = "rate non-increasing and distortion non-decreasing in β (within 1 %)" if not problems \
+                else "not monotone: " + "; ".join(problems[:3])
+            print(f"{method.value} curve: {verdict}")
     print(f"curves: {run.root / 'curves'}  plot: {run.plot}  metrics: {run.metrics}")
     print(f"report: {build_report(run.root, data=data)}")
     return 0

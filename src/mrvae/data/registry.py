@@ -41,7 +41,8 @@ class DatasetEntry:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "digits": DatasetEntry(lambda root, seed: load_digits_splits(seed), "scikit-learn's bundled handwritten digits: 1,797 real 8×8 images, binarised",
+    "digits": DatasetEntry(lambda root, seed: load_digits_splits(seed),
+                           "scikit-learn's bundled handwritten digits: 1,797 real 8×8 images, binarised",
                            needs_files=False),
     "synthetic": DatasetEntry(lambda root, seed: load_synthetic_splits(seed),
                               "small synthetic Gaussian data (tests, examples)", needs_files=False),
