@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,18 +40,27 @@ KINDS = (Conditioning.GATE, Conditioning.NONE)
 
 @dataclass
 class Case:
-    """One timed model: its architecture, conditioning, step closure and per-repeat times (s/step)."""
+    """One timed model: its architecture, conditioning, the two halves of a training step (forward +
+    backward, Adam update) and per-repeat seconds per step: wall and thread CPU time of the whole step,
+    and CPU time of each half."""
 
     arch: str
     kind: Conditioning
-    step: Callable[[], None]
+    forward_backward: Callable[[], None]
+    update: Callable[[], None]
     model: VAE
-    wall: list[float]
-    cpu: list[float]
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    cpu_forward_backward: list[float] = field(default_factory=list)
+    cpu_update: list[float] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return f"{self.arch}/{self.kind.value}"
+
+    def step(self) -> None:
+        self.forward_backward()
+        self.update()
 
 
 def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, seed: int) -> Case:
@@ -63,24 +72,30 @@ def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, 
     beta_range = BetaRange()
     generator = torch.Generator().manual_seed(seed)
 
-    def step() -> None:
+    def forward_backward() -> None:
         beta = beta_range.sample(batch.shape[0], generator)
         u = beta_range.standardise(beta)
         optimiser.zero_grad(set_to_none=True)
         loss, _ = model.objective(batch, beta, u, generator)
         loss.mean().backward()
-        optimiser.step()
 
-    return Case(arch, kind, step, model, [], [])
+    return Case(arch, kind, forward_backward, optimiser.step, model)
 
 
 def time_case(case: Case, steps: int) -> None:
-    """Run ``steps`` consecutive steps of ``case``, appending seconds per step (wall and thread CPU)."""
-    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    """Run ``steps`` consecutive steps of ``case``, appending seconds per step (wall and thread CPU of the
+    step, thread CPU of its forward + backward and of its Adam update)."""
+    wall0, cpu0, cpu_fb, cpu_up = time.perf_counter(), time.thread_time(), 0.0, 0.0
     for _ in range(steps):
-        case.step()
+        t0 = time.thread_time()
+        case.forward_backward()
+        t1 = time.thread_time()
+        case.update()
+        cpu_fb, cpu_up = cpu_fb + t1 - t0, cpu_up + time.thread_time() - t1
     case.wall.append((time.perf_counter() - wall0) / steps)
     case.cpu.append((time.thread_time() - cpu0) / steps)
+    case.cpu_forward_backward.append(cpu_fb / steps)
+    case.cpu_update.append(cpu_up / steps)
 
 
 def measure(cases: list[Case], repeats: int, warmup: int, steps_per_repeat: int) -> None:
@@ -98,14 +113,17 @@ def measure(cases: list[Case], repeats: int, warmup: int, steps_per_repeat: int)
 
 
 def summarise(cases: list[Case]) -> dict[str, dict[str, float]]:
-    """Per architecture: median step times (ms) of gate and none, their ratio, and the median paired ratio."""
+    """Per architecture: median step times (ms) of gate and none, their ratio, and the median paired
+    ratio, for the wall clock, the thread CPU clock, and the CPU time of each half of the step."""
     by_name = {case.name: case for case in cases}
     out = {}
-    for arch in ARCHITECTURES:
+    for arch in sorted({case.arch for case in cases}):
         gate, none = by_name[f"{arch}/gate"], by_name[f"{arch}/none"]
         row = {"gate_params": sum(p.numel() for p in gate.model.parameters()),
-               "none_params": sum(p.numel() for p in none.model.parameters())}
-        for clock in ("wall", "cpu"):
+               "none_params": sum(p.numel() for p in none.model.parameters()),
+               "gate_tensors": len(list(gate.model.parameters())),
+               "none_tensors": len(list(none.model.parameters()))}
+        for clock in ("wall", "cpu", "cpu_forward_backward", "cpu_update"):
             g, n = getattr(gate, clock), getattr(none, clock)
             row[f"{clock}_gate_ms"] = 1e3 * statistics.median(g)
             row[f"{clock}_none_ms"] = 1e3 * statistics.median(n)
@@ -115,35 +133,45 @@ def summarise(cases: list[Case]) -> dict[str, dict[str, float]]:
     return out
 
 
-def profile_case(case: Case, steps: int) -> dict[str, tuple[float, float]]:
-    """``torch.profiler`` over ``steps`` steps of ``case`` -> {op name: (calls per step, self CPU µs per step)}."""
+def profile_case(case: Case, steps: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """``torch.profiler`` over ``steps`` steps of ``case`` -> {(op, input shapes): (calls per step,
+    self CPU µs per step)}."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             case.step()
-    return {e.key: (e.count / steps, e.self_cpu_time_total / steps) for e in prof.key_averages()}
+    return {(e.key, str(e.input_shapes)): (e.count / steps, e.self_cpu_time_total / steps)
+            for e in prof.key_averages(group_by_input_shape=True)}
 
 
 def profile_difference(cases: list[Case], steps: int, top: int) -> dict[str, dict]:
-    """Per architecture: the ops the gates add (more calls per step with ``gate`` than with ``none``),
-    with their extra calls and the self CPU time of those calls (µs per step, the op's mean cost per
-    call times the extra calls), largest first; ops called equally often do the same work in both."""
+    """Per architecture: the calls the gates add. An (op, input shapes) pair called more often per step
+    with ``gate`` than with ``none`` is charged its mean self CPU time per call times the extra calls;
+    pairs called equally often do the same work in both. Largest first, grouped over shapes by op too."""
     by_name = {case.name: case for case in cases}
     result = {}
-    for arch in ARCHITECTURES:
+    for arch in sorted({case.arch for case in cases}):
         gate = profile_case(by_name[f"{arch}/gate"], steps)
         none = profile_case(by_name[f"{arch}/none"], steps)
-        extra = {}
-        for op, (calls, us) in gate.items():
-            more = calls - none.get(op, (0.0, 0.0))[0]
-            if more > 0 and calls > 0:
-                extra[op] = {"extra_calls": more, "extra_us": us * more / calls}
-        worst = dict(sorted(extra.items(), key=lambda kv: -kv[1]["extra_us"])[:top])
-        gate_total = sum(us for _, us in gate.values())
-        none_total = sum(us for _, us in none.values())
-        result[arch] = {"gate_total_us": gate_total, "none_total_us": none_total,
-                        "added_ops_us": sum(v["extra_us"] for v in extra.values()), "added_ops": worst}
+        added: dict[tuple[str, str], dict[str, float]] = {}
+        for key, (calls, us) in gate.items():
+            more = calls - none.get(key, (0.0, 0.0))[0]
+            if more > 0:
+                added[key] = {"extra_calls": more, "extra_us": us * more / calls}
+        by_op: dict[str, dict[str, float]] = {}
+        for (op, _), cost in added.items():
+            entry = by_op.setdefault(op, {"extra_calls": 0.0, "extra_us": 0.0})
+            entry["extra_calls"] += cost["extra_calls"]
+            entry["extra_us"] += cost["extra_us"]
+        ranked = sorted(added.items(), key=lambda kv: -kv[1]["extra_us"])[:top]
+        result[arch] = {"gate_total_us": sum(us for _, us in gate.values()),
+                        "none_total_us": sum(us for _, us in none.values()),
+                        "added_us": sum(v["extra_us"] for v in added.values()),
+                        "added_calls": sum(v["extra_calls"] for v in added.values()),
+                        "none_calls": sum(calls for calls, _ in none.values()),
+                        "added_by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]["extra_us"])[:top]),
+                        "added_by_call": [{"op": op, "shapes": shapes, **cost} for (op, shapes), cost in ranked]}
     return result
 
 
@@ -171,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-repeat", type=int, default=1, help="steps timed together (default 1)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--width", type=float, default=0.25, help="channel multiplier (default 0.25)")
+    parser.add_argument("--archs", nargs="+", choices=tuple(ARCHITECTURES), default=list(ARCHITECTURES),
+                        help="architectures to time (default both)")
+    parser.add_argument("--tag", default="", help="suffix of the output file names (e.g. _w1)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="always print the profiler comparison")
@@ -185,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     batch = torch.bernoulli(torch.full((args.batch_size, *INPUT_SHAPE), 0.3),
                             generator=torch.Generator().manual_seed(args.seed))
-    cases = [make_case(arch, kind, batch, args.width, args.seed) for arch in ARCHITECTURES for kind in KINDS]
+    cases = [make_case(arch, kind, batch, args.width, args.seed) for arch in args.archs for kind in KINDS]
     started = time.perf_counter()
     measure(cases, args.repeats, args.warmup, args.steps_per_repeat)
     summary = summarise(cases)
@@ -195,24 +226,34 @@ def main(argv: list[str] | None = None) -> int:
         extra = 100.0 * (row["gate_params"] / row["none_params"] - 1.0)
         print(f"{arch:>7}: gate {row['wall_gate_ms']:.2f} ms, none {row['wall_none_ms']:.2f} ms, "
               f"wall ratio {row['wall_ratio']:.3f} (paired {row['wall_paired_ratio']:.3f}), "
-              f"CPU ratio {row['cpu_ratio']:.3f} (paired {row['cpu_paired_ratio']:.3f}); "
-              f"params {row['none_params']:,} -> {row['gate_params']:,} (+{extra:.2f} %); goal <= {GOAL}")
+              f"CPU ratio {row['cpu_ratio']:.3f} (paired {row['cpu_paired_ratio']:.3f}); goal <= {GOAL}")
+        print(f"         CPU ms: forward+backward {row['cpu_forward_backward_gate_ms']:.2f} vs "
+              f"{row['cpu_forward_backward_none_ms']:.2f} (ratio {row['cpu_forward_backward_ratio']:.3f}), "
+              f"Adam {row['cpu_update_gate_ms']:.2f} vs {row['cpu_update_none_ms']:.2f} "
+              f"(ratio {row['cpu_update_ratio']:.3f}); params {row['none_params']:,} -> {row['gate_params']:,} "
+              f"(+{extra:.2f} %) in {row['none_tensors']} -> {row['gate_tensors']} tensors")
     over = [arch for arch, row in summary.items() if min(row["wall_ratio"], row["cpu_ratio"]) > GOAL]
     profiled = None
     if args.profile or over:
         profiled = profile_difference(cases, args.profile_steps, 8)
         for arch, row in profiled.items():
             print(f"{arch}: profiled self CPU per step: gate {row['gate_total_us'] / 1e3:.2f} ms, none "
-                  f"{row['none_total_us'] / 1e3:.2f} ms; ops the gates add: {row['added_ops_us'] / 1e3:.2f} ms "
-                  f"({100 * row['added_ops_us'] / row['none_total_us']:.1f} % of none), largest:")
-            for op, cost in row["added_ops"].items():
-                print(f"    {op:<55} {cost['extra_calls']:>5.0f} calls {cost['extra_us']:>9.1f} µs")
+                  f"{row['none_total_us'] / 1e3:.2f} ms; the gates add {row['added_calls']:.0f} op calls to "
+                  f"{row['none_calls']:.0f}, costing {row['added_us'] / 1e3:.2f} ms "
+                  f"({100 * row['added_us'] / row['none_total_us']:.1f} % of none). By op:")
+            for op, cost in row["added_by_op"].items():
+                print(f"    {op:<60} {cost['extra_calls']:>5.0f} calls {cost['extra_us']:>9.1f} µs")
+            print("  largest single (op, input shapes):")
+            for cost in row["added_by_call"][:5]:
+                print(f"    {cost['op']} {cost['shapes'][:70]:<70} {cost['extra_calls']:>4.0f} calls "
+                      f"{cost['extra_us']:>8.1f} µs")
     record = {"benchmark": "conv_step_overhead", "goal": GOAL, "summary": summary, "profile": profiled,
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()}
-    (args.out / "conv_step_overhead.json").write_text(json.dumps(record, indent=2) + "\n")
-    plot(cases, args.out / "conv_step_overhead.png")
-    print(f"wrote {args.out / 'conv_step_overhead.json'} and {args.out / 'conv_step_overhead.png'}")
+    stem = args.out / f"conv_step_overhead{args.tag}"
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    plot(cases, stem.with_suffix(".png"))
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
     return 0
 
 

@@ -59,7 +59,8 @@ def evaluate_at(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange
     sums = torch.zeros(3 + 2 * k, dtype=torch.float64)
     for index, x in _my_batches(dataset, config.batch_size):
         x = x.to(device)
-        out = model(x, _u_for(model, beta, beta_range, x.shape[0], device), _batch_generator(device, config.seed, index))
+        u = _u_for(model, beta, beta_range, x.shape[0], device)
+        out = model(x, u, _batch_generator(device, config.seed, index))
         means = out.mean.detach().cpu().double()
         sums[0] += out.rate.detach().cpu().double().sum()
         sums[1] += out.distortion.detach().cpu().double().sum()

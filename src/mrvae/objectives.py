@@ -34,6 +34,9 @@ def gaussian_rate(mean: Tensor, log_var: Tensor) -> Tensor:
     """(B, k) mean and log-variance of q(z|x) -> (B,) KL(q ‖ N(0, I)) in nats, always >= 0."""
     if mean.shape != log_var.shape:
         raise ValueError(f"mean and log_var shapes differ: {tuple(mean.shape)} vs {tuple(log_var.shape)}")
+    # summed in at least fp32, also under bf16/fp16 autocast
+    dtype = torch.promote_types(mean.dtype, torch.float32)
+    mean, log_var = mean.to(dtype), log_var.to(dtype)
     # exp(v) - v - 1 written as expm1(v) - v: the naive form rounds to a small negative number in
     # float32 for |v| below about 1e-3; expm1(v) >= v holds after rounding, so the rate stays >= 0.
     kl = 0.5 * (mean.square() + (torch.expm1(log_var) - log_var))
@@ -54,7 +57,8 @@ def gaussian_distortion(x_hat: Tensor, x: Tensor, sigma2: float) -> Tensor:
         raise ValueError(f"x_hat and x shapes differ: {tuple(x_hat.shape)} vs {tuple(x.shape)}")
     if not sigma2 > 0:
         raise ValueError(f"the Gaussian variance σ² must be > 0, got {sigma2!r}")
-    squared = _flat((x - x_hat).square()).sum(dim=1)
+    dtype = torch.promote_types(x_hat.dtype, torch.float32)
+    squared = _flat((x.to(dtype) - x_hat.to(dtype)).square()).sum(dim=1)
     dims = _flat(x).shape[1]
     return squared / (2.0 * sigma2) + 0.5 * dims * (LOG_2PI + math.log(sigma2))
 

@@ -1,4 +1,4 @@
-"""One self-contained HTML page per run: RD curves, the per-β table, pictures across β behind a slider, config, versions.
+"""One self-contained HTML page per run: RD curves, per-β table, pictures across β behind a slider, config, versions.
 
 ``build_report(run_dir)`` writes ``run_dir/report.html``: every image is an inline PNG ``data:`` URI,
 the stylesheet and the slider script are inline, nothing is fetched from a network or from other
@@ -20,11 +20,13 @@ from .config import RunConfig, load_yaml
 from .curves import CurveFormatError, RDCurve
 from .data.base import DataSplits
 from .pipeline import RunDir
-from .report_images import Display, MethodImages, RunImages, run_images
+from .report_images import Display, MethodImages, Picture, RunImages, data_uri, run_images
 from .report_page import page
 from .report_plots import ReportFigure, report_figures
 
 REPORT_NAME = "report.html"
+#: The pictures beside the slider are shown this much larger than in the static tables.
+VIEWER_SCALE = 1.25
 METHOD_NAMES = {"mrvae": "MR-VAE", "yoto": "YOTO (FiLM)", "beta-vae": "β-VAE"}
 KIND_ORDER = {"mrvae": 0, "yoto": 1, "beta-vae": 2}
 COLUMN_NAMES = {"rate": "R", "distortion": "D", "beta_objective": "D + βR", "neg_elbo": "R + D",
@@ -94,9 +96,10 @@ def _header(inputs: ReportInputs) -> str:
     c = inputs.config
     hidden = f", hidden {list(c.model.hidden)}" if c.model.arch in ("mlp", "tcvae") else ""
     methods = ", ".join(method_name(m.value) for m in c.methods)
-    return (f"<header><h1>Multi-Rate VAE run report: {escape(inputs.run.root.name)}</h1>\n"
+    return (f"<header><h1>Multi-Rate VAE run report: {escape(inputs.run.root.resolve().name)}</h1>\n"
             f"<p class=\"meta\">data <b>{escape(c.data.name)}</b> · model {escape(c.model.arch)} (latent "
-            f"{c.model.latent_dim}{escape(hidden)}) · training β ∈ [{c.train.beta_low:g}, {c.train.beta_high:g}] · "
+            f"{c.model.latent_dim}{escape(hidden)}) · training β ∈ [{c.train.beta_low:g}, {c.train.beta_high:g}]"
+            " · "
             f"{c.train.steps} steps · methods: {escape(methods)}</p>\n"
             "<nav><a href=\"#curves\">RD curves</a><a href=\"#table\">per-β table</a>"
             "<a href=\"#pictures\">pictures across β</a><a href=\"#numbers\">curve numbers</a>"
@@ -104,8 +107,6 @@ def _header(inputs: ReportInputs) -> str:
 
 
 def _figures(inputs: ReportInputs) -> str:
-    from .report_images import data_uri
-
     if not inputs.figures:
         return "<p class=\"note\">No RD-curve files in curves/: nothing to plot.</p>"
     items = [f"<figure id=\"fig-{f.key}\"><img src=\"{data_uri(f.png)}\" alt=\"{escape(f.caption)}\">"
@@ -113,9 +114,10 @@ def _figures(inputs: ReportInputs) -> str:
     return "<div class=\"figures\">\n" + "\n".join(items) + "\n</div>"
 
 
-def _cell(value: float, method: str, column: str, index: int, digits: int = 3, extra: str = "") -> str:
+def _cell(table: str, value: float, method: str, column: str, index: int, digits: int = 3, extra: str = "") -> str:
     klass = f" class=\"{extra}\"" if extra else ""
-    return (f"<td{klass} data-method=\"{escape(method)}\" data-column=\"{column}\" data-index=\"{index}\">"
+    return (f"<td{klass} data-table=\"{table}\" data-method=\"{escape(method)}\" data-column=\"{column}\""
+            f" data-index=\"{index}\">"
             f"{fmt(value, digits)}</td>")
 
 
@@ -136,11 +138,11 @@ def _comparison_table(comparison: Comparison | None) -> str:
     rows = []
     for i, beta in enumerate(comparison.betas):
         best = min(comparison.rows[m][i]["beta_objective"] for m in methods)
-        cells = "".join(_cell(comparison.rows[m][i][c], m, c, i, extra=" ".join(
+        cells = "".join(_cell("comparison", comparison.rows[m][i][c], m, c, i, extra=" ".join(
             k for k, on in (("first", j == 0), ("best", c == "beta_objective" and len(methods) > 1
                                                  and comparison.rows[m][i][c] == best)) if on))
                         for m in methods for j, c in enumerate(COLUMNS))
-        cells += "".join(_cell(gaps[m][i], m, "gap_percent", i, 2, "first" if k == 0 else "")
+        cells += "".join(_cell("comparison", gaps[m][i], m, "gap_percent", i, 2, "first" if k == 0 else "")
                          for k, m in enumerate(others))
         rows.append(f"<tr><th scope=\"row\" data-beta=\"{beta!r}\">{beta_label(beta)}</th>{cells}</tr>")
     note = ("<p class=\"note\">Test split, nats per example; D is the distortion −log p(x|z) with one z sample, "
@@ -158,7 +160,7 @@ def _curve_tables(curves: list[RDCurve]) -> str:
         head = "<tr><th>β</th>" + "".join(f"<th>{COLUMN_NAMES[k]}</th>" for k in keys) + "</tr>"
         rows = []
         for i, beta in enumerate(curve.betas):
-            cells = "".join(_cell(curve.results[k][i], curve.name, k, i, 0 if k == "active_units" else 3)
+            cells = "".join(_cell("curve", curve.results[k][i], curve.name, k, i, 0 if k == "active_units" else 3)
                             for k in keys)
             rows.append(f"<tr><th scope=\"row\" data-beta=\"{beta!r}\">{beta_label(beta)}</th>{cells}</tr>")
         parts.append(f"<h3>{escape(method_name(curve.name))} <small class=\"note\">(curves/{escape(curve.name)}"
@@ -171,8 +173,9 @@ def _curve_tables(curves: list[RDCurve]) -> str:
             "with Var_x(E_q[z]) ≥ 0.01.</p>\n" + "\n".join(parts))
 
 
-def _img(uri: str, alt: str, attrs: str = "") -> str:
-    return f"<img class=\"pic\" src=\"{uri}\" alt=\"{escape(alt)}\"{attrs}>"
+def _img(picture: Picture, alt: str, attrs: str = "", scale: float = 1.0) -> str:
+    size = f" width=\"{round(picture.width * scale)}\" height=\"{round(picture.height * scale)}\""
+    return f"<img class=\"pic\" src=\"{picture.uri}\" alt=\"{escape(alt)}\"{size}{attrs}>"
 
 
 def _nearest(betas: list[float], targets: list[float]) -> list[int]:
@@ -188,8 +191,9 @@ def _viewer(images: RunImages, betas: list[float]) -> str:
     data = (f" data-labels=\"{escape(json.dumps(labels))}\" data-nearest=\"{escape(json.dumps(nearest))}\""
             f" data-nearest-labels=\"{escape(json.dumps(nearest_labels))}\"")
     rows = [f"<div class=\"view-row\"><div class=\"row-label\">test examples<small>{images.num_examples} fixed "
-            f"(seed {images.seed})</small></div><figure>{_img(images.examples or '', 'test examples')}"
-            "<figcaption>data</figcaption></figure></div>"]
+            f"(seed {images.seed})</small></div><div class=\"view-pics\"><figure>"
+            f"{_img(images.examples, 'test examples', scale=VIEWER_SCALE)}"
+            "<figcaption>data</figcaption></figure></div></div>"]
     series = [(m, m.method, start, "", f"<small data-at-beta>at β = {labels[start]}</small>")
               for m in images.multi_rate]
     if sweep:
@@ -199,10 +203,11 @@ def _viewer(images: RunImages, betas: list[float]) -> str:
         recon_attr = f" data-series=\"{key}-recon\"{nearest_attr}"
         sample_attr = f" data-series=\"{key}-sample\"{nearest_attr}"
         rows.append(f"<div class=\"view-row\"><div class=\"row-label\">{escape(method_name(key))}{small}</div>"
-                    f"<figure>{_img(m.reconstructions[index], 'reconstructions', recon_attr)}"
+                    "<div class=\"view-pics\"><figure>"
+                    f"{_img(m.reconstructions[index], 'reconstructions', recon_attr, VIEWER_SCALE)}"
                     "<figcaption>reconstructions (posterior mean decoded)</figcaption></figure>"
-                    f"<figure>{_img(m.samples[index], 'prior samples', sample_attr)}"
-                    "<figcaption>decoded prior samples z ~ N(0, I)</figcaption></figure></div>")
+                    f"<figure>{_img(m.samples[index], 'prior samples', sample_attr, VIEWER_SCALE)}"
+                    "<figcaption>decoded prior samples z ~ N(0, I)</figcaption></figure></div></div>")
     return (f"<div class=\"viewer\" id=\"viewer\"><div class=\"controls\"><label for=\"beta-slider\">β</label>"
             f"<input type=\"range\" id=\"beta-slider\" min=\"0\" max=\"{len(betas) - 1}\" step=\"1\" value=\"{start}\""
             f"{data} aria-label=\"β grid index\"><output id=\"beta-value\" for=\"beta-slider\">β = {labels[start]}"
@@ -229,9 +234,12 @@ def _pictures(inputs: ReportInputs) -> str:
     notes = "".join(f"<p class=\"note\">{escape(n)}</p>" for n in images.notes)
     if images.display is Display.NONE or images.examples is None:
         return notes or "<p class=\"note\">No pictures for this run.</p>"
+    models = " and ".join(f"one {method_name(m.method)}" for m in images.multi_rate)
     intro = (f"<p class=\"note\">The same {images.num_examples} test examples and the same prior samples z ~ N(0, I) "
-             f"(seed {images.seed}) at each β of the evaluation grid; one MR-VAE decodes them all. Reconstructions "
-             "decode the posterior mean. The β-VAE row shows the separately trained β-VAE whose β is nearest.</p>")
+             f"(seed {images.seed}) at each β of the evaluation grid"
+             + (f", all decoded by {models}" if models else "") + ". Reconstructions decode the posterior mean."
+             + (" Beside the slider, the β-VAE row shows the separately trained β-VAE whose β is nearest."
+                if images.beta_vae and images.multi_rate else "") + "</p>")
     parts = [intro, notes]
     if images.multi_rate:
         parts.append(_viewer(images, inputs.slider_betas))
@@ -260,20 +268,22 @@ def _run_section(inputs: ReportInputs) -> str:
         s = curve.summary
         iwae = s.get("iwae_nll")
         rows.append(f"<tr><th scope=\"row\">{escape(method_name(curve.name))}</th>"
-                    + _cell(s.get("train_wall_time_s"), curve.name, "train_wall_time_s", 0, 1)
-                    + _cell(s.get("eval_wall_time_s"), curve.name, "eval_wall_time_s", 0, 1)
-                    + _cell(wall.get(curve.name), curve.name, "run_wall_time_s", 0, 1)
+                    + _cell("run", s.get("train_wall_time_s"), curve.name, "train_wall_time_s", 0, 1)
+                    + _cell("run", s.get("eval_wall_time_s"), curve.name, "eval_wall_time_s", 0, 1)
+                    + _cell("run", wall.get(curve.name), curve.name, "run_wall_time_s", 0, 1)
                     + f"<td>{s.get('num_parameters', 'n/a')}</td>"
-                    + _cell(iwae, curve.name, "iwae_nll", 0) + f"<td>{escape(str(s.get('iwae_beta', 'n/a')))}</td></tr>")
-    table = ("<div class=\"scroll\"><table class=\"numbers left-heads\" id=\"wall-time-table\"><thead><tr><th>method</th>"
-             "<th>training (s)</th><th>evaluation (s)</th><th>in <code>mrvae run</code> (s)</th><th>parameters</th>"
-             "<th>IWAE NLL (nats)</th><th>at β</th></tr></thead><tbody>\n" + "\n".join(rows)
+                    + _cell("run", iwae, curve.name, "iwae_nll", 0)
+                    + f"<td>{escape(str(s.get('iwae_beta', 'n/a')))}</td></tr>")
+    table = ("<div class=\"scroll\"><table class=\"numbers left-heads\" id=\"wall-time-table\"><thead><tr>"
+             "<th>method</th>"
+             "<th>train (s)</th><th>eval (s)</th><th>run total (s)</th><th>parameters</th>"
+             "<th>IWAE NLL</th><th>at β</th></tr></thead><tbody>\n" + "\n".join(rows)
              + "\n</tbody></table></div>") if rows else ""
     versions = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in _versions().items())
     notes = "".join(f"<p class=\"note\">{escape(n)}</p>" for n in inputs.notes)
     return (f"<h3>Wall time</h3>{table}<p class=\"note\">Training and evaluation times come from each curve's summary "
-            "(the β-VAE sums its sweep); the <code>mrvae run</code> column is the comparison.json wall time of "
-            f"the method, training plus evaluation.</p>{notes}"
+            "(the β-VAE sums its sweep); run total is the method's wall time in <code>mrvae run</code> "
+            f"(comparison.json), training plus evaluation. IWAE NLL in nats per example.</p>{notes}"
             f"<h3>Versions</h3><dl class=\"kv\">{versions}<dt>report</dt><dd>{inputs.images.num_examples} "
             f"examples, seed {inputs.images.seed}</dd></dl>"
             f"<h3>Configuration (config.yaml)</h3><div class=\"config\">{_config_blocks(inputs.config_text)}</div>")
@@ -298,7 +308,7 @@ def render_report(inputs: ReportInputs) -> str:
         "<section id=\"pictures\"><h2>Reconstructions and samples across β</h2>", _pictures(inputs), "</section>",
         "<section id=\"numbers\"><h2>Curve numbers</h2>", _curve_tables(inputs.curves), "</section>",
         "<section id=\"run\"><h2>Run, configuration and versions</h2>", _run_section(inputs), "</section>"])
-    return page(f"mrvae report: {inputs.run.root.name}", body)
+    return page(f"mrvae report: {inputs.run.root.resolve().name}", body)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, num_examples: int = 8, seed: int = 0,

@@ -1,4 +1,4 @@
-"""The pictures of a run report: fixed test examples, their reconstructions and decoded prior samples at each β, as PNG.
+"""The pictures of a run report: fixed test examples, reconstructions and decoded prior samples at each β, as PNG.
 
 Everything is computed from the checkpoints at report time and is a pure function of the
 checkpoints, the data and ``seed``: the examples are ``randperm(len(test), seed)[:n]``, the prior
@@ -29,9 +29,10 @@ from .pipeline import load_trained
 
 #: Smallest displayed tile side in pixels (8×8 digits are upscaled ×5 by pixel repetition).
 MIN_TILE_PX = 40
-#: Gap between tiles, in displayed pixels, and its grey level.
-GAP_PX = 2
-GAP_LEVEL = 255
+#: Transparent gap between tiles, in displayed pixels (the page background shows through).
+GAP_PX = 4
+#: PNG colour type of an (H, W, channels) array: grey, grey + alpha, RGB, RGBA.
+COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 
 
 class Display(Choice):
@@ -57,11 +58,13 @@ def display_for(info: DataInfo) -> tuple[Display, str]:
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
-    """(H, W) grey or (H, W, 3) RGB uint8 array -> PNG bytes (8 bit, no metadata, deterministic)."""
-    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
-        raise ValueError(f"encode_png needs a (H, W) or (H, W, 3) uint8 array, got {pixels.dtype} {pixels.shape}")
+    """(H, W) grey or (H, W, C) uint8 array, C = 2 (grey, alpha), 3 (RGB) or 4 (RGBA) -> PNG bytes
+    (8 bit, no metadata, deterministic)."""
+    channels = 1 if pixels.ndim == 2 else (pixels.shape[2] if pixels.ndim == 3 else 0)
+    if pixels.dtype != np.uint8 or channels not in COLOUR_TYPES:
+        raise ValueError(f"encode_png needs a (H, W) or (H, W, 2|3|4) uint8 array, got {pixels.dtype} {pixels.shape}")
     height, width = pixels.shape[:2]
-    colour_type = 0 if pixels.ndim == 2 else 2
+    colour_type = COLOUR_TYPES[channels]
     rows = np.ascontiguousarray(pixels).reshape(height, -1)
     raw = b"".join(b"\x00" + row.tobytes() for row in rows)
 
@@ -79,7 +82,8 @@ def data_uri(png: bytes) -> str:
 
 def tile_strip(batch: Tensor, low: float, high: float) -> np.ndarray:
     """(N, C, H, W) images, C in {1, 3}, values mapped from [low, high] to [0, 255] -> one row of tiles,
-    (H', W') grey or (H', W', 3) RGB uint8, each tile upscaled to at least ``MIN_TILE_PX``."""
+    (H', W', C + 1) uint8 with an alpha channel (opaque tiles, transparent ``GAP_PX`` gaps), each tile
+    upscaled by pixel repetition to at least ``MIN_TILE_PX``."""
     if batch.ndim != 4 or batch.shape[1] not in (1, 3):
         raise ValueError(f"tile_strip needs (N, C, H, W) images with C 1 or 3, got shape {tuple(batch.shape)}")
     n, channels, height, width = batch.shape
@@ -88,10 +92,12 @@ def tile_strip(batch: Tensor, low: float, high: float) -> np.ndarray:
     tiles = np.rint(values * 255).astype(np.uint8).transpose(0, 2, 3, 1)  # (N, H, W, C)
     tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
     th, tw = height * scale, width * scale
-    canvas = np.full((th, n * tw + (n - 1) * GAP_PX, channels), GAP_LEVEL, dtype=np.uint8)
+    canvas = np.zeros((th, n * tw + (n - 1) * GAP_PX, channels + 1), dtype=np.uint8)
     for i in range(n):
-        canvas[:, i * (tw + GAP_PX):i * (tw + GAP_PX) + tw] = tiles[i]
-    return canvas[:, :, 0] if channels == 1 else canvas
+        left = i * (tw + GAP_PX)
+        canvas[:, left:left + tw, :channels] = tiles[i]
+        canvas[:, left:left + tw, channels] = 255
+    return canvas
 
 
 def heatmap(batch: Tensor, vmax: float) -> np.ndarray:
@@ -107,9 +113,22 @@ def heatmap(batch: Tensor, vmax: float) -> np.ndarray:
     return rgb.repeat(12, axis=0).repeat(cell_w, axis=1)
 
 
+@dataclass(frozen=True)
+class Picture:
+    """One PNG as a ``data:`` URI, with its size in pixels."""
+
+    uri: str
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> Picture:
+        return cls(data_uri(encode_png(pixels)), int(pixels.shape[1]), int(pixels.shape[0]))
+
+
 @dataclass
 class Painter:
-    """Turns (N, *shape) batches of one data set into PNG data URIs, all on one shared value scale."""
+    """Turns (N, *shape) batches of one data set into ``Picture``s, all on one shared value scale."""
 
     display: Display
     low: float
@@ -124,20 +143,20 @@ class Painter:
         vmax = max(float(examples.abs().max()), 1e-6)
         return cls(display, -vmax, vmax)
 
-    def __call__(self, batch: Tensor) -> str:
+    def __call__(self, batch: Tensor) -> Picture:
         if self.display is Display.TILES:
-            return data_uri(encode_png(tile_strip(batch, self.low, self.high)))
-        return data_uri(encode_png(heatmap(batch.reshape(batch.shape[0], -1), self.high)))
+            return Picture.of(tile_strip(batch, self.low, self.high))
+        return Picture.of(heatmap(batch.reshape(batch.shape[0], -1), self.high))
 
 
 @dataclass
 class MethodImages:
-    """One model's pictures: ``reconstructions[i]`` and ``samples[i]`` are data URIs at ``betas[i]``."""
+    """One model's pictures: ``reconstructions[i]`` and ``samples[i]`` at ``betas[i]``."""
 
     method: str
     betas: list[float]
-    reconstructions: list[str]
-    samples: list[str]
+    reconstructions: list[Picture]
+    samples: list[Picture]
 
 
 @dataclass
@@ -148,7 +167,7 @@ class RunImages:
     display: Display
     num_examples: int
     seed: int
-    examples: str | None = None
+    examples: Picture | None = None
     multi_rate: list[MethodImages] = field(default_factory=list)
     beta_vae: MethodImages | None = None
     notes: list[str] = field(default_factory=list)

@@ -44,7 +44,8 @@ img.pic { image-rendering: crisp-edges; image-rendering: pixelated; display: blo
             border-top: 1px solid var(--line); }
 .row-label { flex: 0 0 11rem; font-weight: 700; }
 .row-label small { display: block; font-weight: 400; color: var(--muted); }
-.view-row figure { flex: 0 1 auto; }
+.view-pics { flex: 1 1 0; min-width: 0; display: flex; flex-wrap: wrap; gap: .4rem 1.4rem; }
+.view-pics figure { flex: 0 1 auto; }
 dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: .3rem 0 1rem; }
 dl.kv dt { color: var(--muted); }
 dl.kv dd { margin: 0; }
@@ -53,9 +54,10 @@ table.left-heads tbody th { text-align: left; }
           align-items: start; }
 pre { margin: .3rem 0; background: var(--alt); border: 1px solid var(--line); border-radius: 6px; padding: .7rem .9rem;
       overflow-x: auto; font-size: .8rem; line-height: 1.35; }
-@media (max-width: 720px) {
+@media (max-width: 860px) {
   main { padding: .8rem .8rem 2rem; }
   .row-label { flex-basis: 100%; }
+  .view-pics { flex-basis: 100%; }
   th, td { padding: .25rem .4rem; }
 }
 """
@@ -81,8 +83,10 @@ SCRIPT = """
       if (source) { img.src = source.src; img.alt = source.alt; }
     });
     var label = document.getElementById("nearest-beta");
-    if (label && nearestLabels.length) { label.textContent = "trained at \\u03b2 = " + nearestLabels[i] + " (nearest)"; }
-    document.querySelectorAll("tr[data-index]").forEach(function (row) {
+    if (label && nearestLabels.length) {
+      label.textContent = "trained at \\u03b2 = " + nearestLabels[i] + " (nearest)";
+    }
+    document.querySelectorAll("table[data-slider-table] tr[data-index]").forEach(function (row) {
       row.classList.toggle("current", row.getAttribute("data-index") === String(i));
     });
   }

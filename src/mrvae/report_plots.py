@@ -8,6 +8,7 @@ bytes depend only on the curves and the matplotlib version.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,9 +54,9 @@ def _panel(curves: Sequence[RDCurve], key: str, x_key: str, y_key: str, xlabel: 
             ax.plot(xs, ys, color=colour, label=curve_label(curve), linestyle="none", marker="s", markersize=6,
                     zorder=3)
             if key == "rd":
-                for b, x, y in zip(curve.betas, xs, ys):
-                    ax.annotate(f"β={b:.3g}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7,
-                                color=colour)
+                for i, (b, x, y) in enumerate(zip(curve.betas, xs, ys)):  # alternate sides: fewer overlaps
+                    ax.annotate(f"β={b:.3g}", (x, y), textcoords="offset points", xytext=(5, 4 if i % 2 else -10),
+                                fontsize=7, color=colour)
         else:
             ax.plot(xs, ys, color=colour, label=curve_label(curve), marker="o", markersize=3, linewidth=1.6)
     if x_key == "beta":
@@ -64,6 +65,8 @@ def _panel(curves: Sequence[RDCurve], key: str, x_key: str, y_key: str, xlabel: 
         ax.margins(x=0.12, y=0.08)  # room for the β labels of the β-VAE points
     if y_key == "active_units":
         ax.yaxis.get_major_locator().set_params(integer=True)
+        finite = [v for c in curves for v in c.results[y_key] if math.isfinite(v)]
+        ax.set_ylim(-0.5, max(finite, default=1.0) + 1.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
@@ -192,7 +191,9 @@ class _Trainer:
         self._guard_gradient(grad_norm, loss.detach(), beta)
         self.scaler.step(self.optimizer)  # skipped by the 16-mixed scaler when gradients overflowed
         self.scaler.update()
-        self.scheduler.step()
+        with warnings.catch_warnings():  # the schedule follows steps taken, skipped ones included
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
         self.step += 1
         return {"loss": loss.detach(), "rate": rate, "distortion": distortion}
 

@@ -61,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --print_config exit through argparse
         return int(exc.code or 0)
     command = args.command
+    threads = getattr(args[command], "threads", None)
+    if threads is not None:
+        if threads < 1:
+            print(f"mrvae: error: --threads must be >= 1, got {threads}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         return COMMANDS[command](args[command])
     except NonFiniteError as exc:

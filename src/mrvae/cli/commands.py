@@ -11,6 +11,7 @@ from ..baselines import run_sweep
 from ..comparison import Comparison, rows_from_curve, rows_from_model
 from ..config import Method, RunConfig, from_dict, to_dict
 from ..curves import RDCurve
+from ..distributed import is_main_process
 from ..evaluate import evaluate_curve
 from ..export import export_checkpoint
 from ..pipeline import (RunDir, curve_for, data_info_dict, load_run_data, load_trained, prepare_run_dir,
@@ -38,14 +39,18 @@ def _progress(args: Any) -> bool:
 
 
 def cmd_run(args: Any) -> int:
-    """Train every method of the run, write curves, the comparison table and the plot."""
+    """Train every method of the run, write curves, the comparison table, the plot and the report.
+
+    Under torchrun every rank trains and evaluates its shard; rank 0 alone writes and prints.
+    """
     config = run_config_from(args)
     run = prepare_run_dir(args.out, config, args.resume)
     data = load_run_data(config)
-    log(f"mrvae run: data {data.info.name} ({len(data.train)} train / {len(data.test)} test), "
-        f"methods {', '.join(m.value for m in config.methods)}, output {run.root}")
+    main_process = is_main_process()
+    if main_process:
+        log(f"mrvae run: data {data.info.name} ({len(data.train)} train / {len(data.test)} test), "
+            f"methods {', '.join(m.value for m in config.methods)}, output {run.root}")
     curves: dict[Method, RDCurve] = {}
-    models: dict[Method, Any] = {}
     comparison = Comparison(list(config.baseline.betas))
     for method in config.methods:
         started = time.perf_counter()
@@ -56,13 +61,20 @@ def cmd_run(args: Any) -> int:
             result = train_method(config, data, run, method, resume=args.resume, log=log,
                                   progress_bar=_progress(args))
             curve = curve_for(result, config, data, method)
-            models[method] = result.model
             comparison.rows[method.value] = rows_from_model(result.model, data.test, comparison.betas,
                                                             config.train.beta_range, config.eval)
-        curve.save(run.curve(method))
         curves[method] = curve
         comparison.wall_time_s[method.value] = round(time.perf_counter() - started, 2)
-        log(f"[{method.value}] curve written to {run.curve(method)}")
+        if main_process:
+            curve.save(run.curve(method))
+            log(f"[{method.value}] curve written to {run.curve(method)}")
+    if main_process:
+        _write_run_outputs(run, curves, comparison, data, config)
+    return 0
+
+
+def _write_run_outputs(run: RunDir, curves: dict[Method, RDCurve], comparison: Comparison, data: Any,
+                       config: RunConfig) -> None:
     comparison.save(run.comparison)
     plot_rd_curves(list(curves.values()), run.plot, title=f"{data.info.name}: {config.model.arch} VAE")
     print(comparison.format_table())
@@ -74,7 +86,6 @@ def cmd_run(args: Any) -> int:
             print(f"{method.value} curve: {verdict}")
     print(f"curves: {run.root / 'curves'}  plot: {run.plot}  metrics: {run.metrics}")
     print(f"report: {build_report(run.root, data=data)}")
-    return 0
 
 
 def cmd_train(args: Any) -> int:
@@ -101,8 +112,9 @@ def cmd_baseline(args: Any) -> int:
     run = prepare_run_dir(args.out, config, args.resume)
     data = load_run_data(config)
     curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
-    path = curve.save(run.curve(Method.BETA_VAE))
-    print(f"β-VAE sweep of {len(curve.betas)} models written to {path}")
+    if is_main_process():
+        path = curve.save(run.curve(Method.BETA_VAE))
+        print(f"β-VAE sweep of {len(curve.betas)} models written to {path}")
     return 0
 
 

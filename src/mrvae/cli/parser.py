@@ -31,6 +31,9 @@ def _run_config_parser(description: str) -> ArgumentParser:
                         help="continue the run in --out from its checkpoints (same settings)")
     parser.add_argument("--progress", type=bool | None, default=None,
                         help="tqdm bars (default: only when stderr is a terminal)")
+    parser.add_argument("--threads", type=int | None, default=None,
+                        help="CPU threads for torch (default: torch's choice; 1 is best for small models "
+                             "and on a busy machine)")
     return parser
 
 
