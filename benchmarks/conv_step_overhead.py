@@ -6,10 +6,14 @@ Adam step, on a batch of 64 binary (1, 28, 28) images. Both architectures run at
 run interleaved in one process: after a warm-up, every repeat times each model once, in an order
 that rotates from repeat to repeat. Wall time and the calling thread's CPU time are recorded for the
 same steps; the ratio of medians gate / none is printed per architecture (goal <= 1.03; the paper
-reports +4.2 % wall time for its ResNet MR-VAE on Omniglot, Fig. 1). With ``--profile`` (or whenever a
-ratio is above the goal) ``torch.profiler`` tables of both conditionings show what the gates cost.
+reports +4.2 % wall time for its ResNet MR-VAE on Omniglot, Fig. 1). The CPU time of each step is also
+split into forward + backward and the Adam update. ``--fixed-gate-case`` adds a diagnostic gated model
+whose gates get no gradient (what multiplying the feature maps costs on its own). With ``--profile``
+(or whenever a ratio is above the goal) ``torch.profiler`` runs of both conditionings list the op calls
+the gates add (matched by op and input shapes) and their self CPU time.
 
-    python benchmarks/conv_step_overhead.py --repeats 200 --out benchmarks/results
+    python benchmarks/conv_step_overhead.py --repeats 200 --profile --out benchmarks/results
+    python benchmarks/conv_step_overhead.py --archs resnet --width 1 --repeats 60 --fixed-gate-case --tag _resnet_w1
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from mrvae import BetaRange, ModelConditioning
-from mrvae.layers import Conditioning
+from mrvae.layers import ConditionedLayer, Conditioning
 from mrvae.models.base import VAE
 from mrvae.models.conv import ConvVAE
 from mrvae.models.resnet import ResNetVAE
@@ -46,6 +51,7 @@ class Case:
 
     arch: str
     kind: Conditioning
+    fixed_gates: bool
     forward_backward: Callable[[], None]
     update: Callable[[], None]
     model: VAE
@@ -56,17 +62,38 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"{self.arch}/{self.kind.value}"
+        return f"{self.arch}/{self.kind.value}" + ("-fixed" if self.fixed_gates else "")
 
     def step(self) -> None:
         self.forward_backward()
         self.update()
 
 
-def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, seed: int) -> Case:
-    """A fresh model of ``arch`` with conditioning ``kind`` and a closure doing one training step."""
+class DetachedGate(nn.Module):
+    """Diagnostic stand-in for a layer's ``UnitGate``: the same values, but no gradient flows to them."""
+
+    def __init__(self, gate: nn.Module) -> None:
+        super().__init__()
+        self.inner = gate
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.inner(u)
+
+
+def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, seed: int,
+              fixed_gates: bool = False) -> Case:
+    """A fresh model of ``arch`` with conditioning ``kind`` and a closure doing one training step.
+
+    ``fixed_gates`` (diagnostic, with ``gate``): gates are computed but receive no gradient, so the step
+    pays for multiplying the feature maps by the gates but not for the gates' own backward and update.
+    """
     torch.manual_seed(seed)
     model = ARCHITECTURES[arch](INPUT_SHAPE, width=width, conditioning=ModelConditioning(kind=kind))
+    if fixed_gates:
+        for layer in model.modules():
+            if isinstance(layer, ConditionedLayer) and layer.gate is not None:
+                layer.gate = DetachedGate(layer.gate)
     model.train()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     beta_range = BetaRange()
@@ -79,7 +106,7 @@ def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, 
         loss, _ = model.objective(batch, beta, u, generator)
         loss.mean().backward()
 
-    return Case(arch, kind, forward_backward, optimiser.step, model)
+    return Case(arch, kind, fixed_gates, forward_backward, optimiser.step, model)
 
 
 def time_case(case: Case, steps: int) -> None:
@@ -129,6 +156,10 @@ def summarise(cases: list[Case]) -> dict[str, dict[str, float]]:
             row[f"{clock}_none_ms"] = 1e3 * statistics.median(n)
             row[f"{clock}_ratio"] = statistics.median(g) / statistics.median(n)
             row[f"{clock}_paired_ratio"] = statistics.median(a / b for a, b in zip(g, n))
+        fixed = by_name.get(f"{arch}/gate-fixed")
+        if fixed is not None:
+            row["cpu_fixed_gate_ms"] = 1e3 * statistics.median(fixed.cpu)
+            row["cpu_fixed_gate_ratio"] = statistics.median(fixed.cpu) / statistics.median(none.cpu)
         out[arch] = row
     return out
 
@@ -202,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archs", nargs="+", choices=tuple(ARCHITECTURES), default=list(ARCHITECTURES),
                         help="architectures to time (default both)")
     parser.add_argument("--tag", default="", help="suffix of the output file names (e.g. _w1)")
+    parser.add_argument("--fixed-gate-case", action="store_true",
+                        help="also time a diagnostic model whose gates get no gradient (what the multiply costs)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="always print the profiler comparison")
@@ -217,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     batch = torch.bernoulli(torch.full((args.batch_size, *INPUT_SHAPE), 0.3),
                             generator=torch.Generator().manual_seed(args.seed))
     cases = [make_case(arch, kind, batch, args.width, args.seed) for arch in args.archs for kind in KINDS]
+    if args.fixed_gate_case:
+        cases += [make_case(arch, Conditioning.GATE, batch, args.width, args.seed, True) for arch in args.archs]
     started = time.perf_counter()
     measure(cases, args.repeats, args.warmup, args.steps_per_repeat)
     summary = summarise(cases)
@@ -232,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
               f"Adam {row['cpu_update_gate_ms']:.2f} vs {row['cpu_update_none_ms']:.2f} "
               f"(ratio {row['cpu_update_ratio']:.3f}); params {row['none_params']:,} -> {row['gate_params']:,} "
               f"(+{extra:.2f} %) in {row['none_tensors']} -> {row['gate_tensors']} tensors")
+        if "cpu_fixed_gate_ratio" in row:
+            print(f"         gates held fixed (feature maps multiplied, no gate gradient or update): CPU "
+                  f"{row['cpu_fixed_gate_ms']:.2f} ms, ratio {row['cpu_fixed_gate_ratio']:.3f} to none")
     over = [arch for arch, row in summary.items() if min(row["wall_ratio"], row["cpu_ratio"]) > GOAL]
     profiled = None
     if args.profile or over:

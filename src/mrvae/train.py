@@ -102,7 +102,9 @@ class _Trainer:
         if info.is_distributed:
             objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         self.objective = objective
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        # foreach: one multi-tensor update instead of a Python loop over parameters (the gates add many
+        # small tensors); same arithmetic as the default implementation
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: learning_rate_factor(s, config.warmup_steps, config.steps))
         self.precision = check_precision(device, config.precision)
