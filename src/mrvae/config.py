@@ -98,7 +98,7 @@ class TrainConfig:
     β drawn log-uniformly in [beta_low, beta_high] (per example or per batch); ``kl_warmup`` is the
     fraction of steps over which β ramps linearly from 0 (β-VAE baselines; 0 = off)."""
 
-    steps: int = 6000
+    steps: int = 1800
     batch_size: int = 128
     lr: float = 3e-3
     warmup_steps: int = 200

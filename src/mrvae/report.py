@@ -33,11 +33,12 @@ COLUMN_NAMES = {"rate": "R", "distortion": "D", "beta_objective": "D + βR", "ne
                 "active_units": "active units"}
 
 
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number as the report prints it: fixed ``digits`` decimals, ``n/a`` for None or NaN."""
+def fmt(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    """A number as the report prints it: fixed ``digits`` decimals (a leading + with ``sign``), ``n/a``
+    for None or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.{digits}f}"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def beta_label(beta: float) -> str:
@@ -114,11 +115,12 @@ def _figures(inputs: ReportInputs) -> str:
     return "<div class=\"figures\">\n" + "\n".join(items) + "\n</div>"
 
 
-def _cell(table: str, value: float, method: str, column: str, index: int, digits: int = 3, extra: str = "") -> str:
+def _cell(table: str, value: float | None, method: str, column: str, index: int, digits: int = 3,
+          extra: str = "") -> str:
     klass = f" class=\"{extra}\"" if extra else ""
     return (f"<td{klass} data-table=\"{table}\" data-method=\"{escape(method)}\" data-column=\"{column}\""
             f" data-index=\"{index}\">"
-            f"{fmt(value, digits)}</td>")
+            f"{fmt(value, digits, sign=column == 'gap_percent')}</td>")
 
 
 def _comparison_table(comparison: Comparison | None) -> str:
@@ -163,14 +165,14 @@ def _curve_tables(curves: list[RDCurve]) -> str:
             cells = "".join(_cell("curve", curve.results[k][i], curve.name, k, i, 0 if k == "active_units" else 3)
                             for k in keys)
             rows.append(f"<tr><th scope=\"row\" data-beta=\"{beta!r}\">{beta_label(beta)}</th>{cells}</tr>")
-        parts.append(f"<h3>{escape(method_name(curve.name))} <small class=\"note\">(curves/{escape(curve.name)}"
+        parts.append(f"<div><h3>{escape(method_name(curve.name))} <small class=\"note\">(curves/{escape(curve.name)}"
                      f".json, {len(curve.betas)} βs)</small></h3>\n<div class=\"scroll\"><table class=\"numbers\" "
                      f"data-curve=\"{escape(curve.name)}\"><thead>{head}</thead><tbody>\n" + "\n".join(rows)
-                     + "\n</tbody></table></div>")
+                     + "\n</tbody></table></div></div>")
     if not parts:
         return "<p class=\"note\">No RD-curve files in curves/.</p>"
     return ("<p class=\"note\">Each curve at its own βs (test split, nats per example); active units are latents "
-            "with Var_x(E_q[z]) ≥ 0.01.</p>\n" + "\n".join(parts))
+            "with Var_x(E_q[z]) ≥ 0.01.</p>\n<div class=\"side-by-side\">" + "\n".join(parts) + "</div>")
 
 
 def _img(picture: Picture, alt: str, attrs: str = "", scale: float = 1.0) -> str:

@@ -50,6 +50,8 @@ dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem;
 dl.kv dt { color: var(--muted); }
 dl.kv dd { margin: 0; }
 table.left-heads tbody th { text-align: left; }
+.side-by-side { display: flex; flex-wrap: wrap; gap: 0 2.2rem; align-items: flex-start; }
+.side-by-side > div { max-width: 100%; }
 .config { display: grid; gap: 0 .8rem; grid-template-columns: repeat(auto-fill, minmax(min(100%, 250px), 1fr));
           align-items: start; }
 pre { margin: .3rem 0; background: var(--alt); border: 1px solid var(--line); border-radius: 6px; padding: .7rem .9rem;
@@ -58,6 +60,7 @@ pre { margin: .3rem 0; background: var(--alt); border: 1px solid var(--line); bo
   main { padding: .8rem .8rem 2rem; }
   .row-label { flex-basis: 100%; }
   .view-pics { flex-basis: 100%; }
+  table.pictures img.pic { width: min(348px, 36vw); }
   th, td { padding: .25rem .4rem; }
 }
 """
