@@ -1,16 +1,17 @@
 """Training-step time of the gated ConvVAE / ResNetVAE divided by the same net with conditioning ``none``.
 
 One step is what ``fit()`` does per batch: draw per-example β, forward, β-objective, backward and an
-Adam step, on a batch of 64 binary (1, 28, 28) images. Both architectures run at a channel ``--width``
-(default 0.25) so the step fits a CPU. The four models (ConvVAE gate / none, ResNetVAE gate / none)
-run interleaved in one process: after a warm-up, every repeat times each model once, in an order
-that rotates from repeat to repeat. Wall time and the calling thread's CPU time are recorded for the
-same steps; the ratio of medians gate / none is printed per architecture (goal <= 1.03; the paper
-reports +4.2 % wall time for its ResNet MR-VAE on Omniglot, Fig. 1). The CPU time of each step is also
-split into forward + backward and the Adam update. ``--fixed-gate-case`` adds a diagnostic gated model
-whose gates get no gradient (what multiplying the feature maps costs on its own). With ``--profile``
-(or whenever a ratio is above the goal) ``torch.profiler`` runs of both conditionings list the op calls
-the gates add (matched by op and input shapes) and their self CPU time.
+Adam step (multi-tensor ``foreach``, as ``fit()`` builds it), on a batch of 64 binary (1, 28, 28)
+images. Both architectures run at a channel ``--width`` (default 0.25) so the step fits a CPU. The
+four models (ConvVAE gate / none, ResNetVAE gate / none) run interleaved in one process: after a
+warm-up, every repeat times each model once, in an order that rotates from repeat to repeat. Wall
+time and the calling thread's CPU time are recorded for the same steps, and the CPU time is also
+split into forward + backward and the Adam update; the ratio of medians gate / none is printed per
+architecture (goal <= 1.03; the paper reports +4.2 % wall time for its ResNet MR-VAE on Omniglot,
+Fig. 1). ``--fixed-gate-case`` adds a diagnostic gated model whose gates get no gradient (what
+multiplying the feature maps costs on its own). With ``--profile`` (or whenever a ratio is above the
+goal) ``torch.profiler`` runs of both conditionings list the op calls the gates add (matched by op
+and input shapes) and their self CPU time.
 
     python benchmarks/conv_step_overhead.py --repeats 200 --profile --out benchmarks/results
     python benchmarks/conv_step_overhead.py --archs resnet --width 1 --repeats 60 --fixed-gate-case --tag _resnet_w1
@@ -95,7 +96,7 @@ def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, 
             if isinstance(layer, ConditionedLayer) and layer.gate is not None:
                 layer.gate = DetachedGate(layer.gate)
     model.train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # as fit() builds it
     beta_range = BetaRange()
     generator = torch.Generator().manual_seed(seed)
 

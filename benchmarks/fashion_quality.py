@@ -62,13 +62,15 @@ def load_subsets(name: str, root: str | None, num_train: int, num_test: int, see
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig shared by both methods: equal steps per model (baseline.steps = train.steps)."""
+    """The RunConfig shared by both methods: ``--steps`` per β-VAE, ``--mr-steps`` (default the same:
+    equal steps per model) for the MR-VAE; the same learning-rate warm-up, a tenth of ``--steps``, for all."""
+    mr_steps = args.mr_steps or args.steps
     return RunConfig(
         data=DataConfig(args.data, args.root, args.seed),
         model=ModelConfig(arch=args.arch, latent_dim=32, width=args.width),
-        train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          warmup_steps=max(1, args.steps // 10), seed=args.seed, log_every=max(1, args.steps // 4),
-                          checkpoint_every=args.steps, device="cpu"),
+        train=TrainConfig(steps=mr_steps, batch_size=args.batch_size, lr=args.lr,
+                          warmup_steps=max(1, args.steps // 10), seed=args.seed, log_every=max(1, mr_steps // 4),
+                          checkpoint_every=mr_steps, device="cpu"),
         eval=EvalConfig(num_betas=args.num_betas, iwae_samples=0, batch_size=500, seed=args.seed),
         baseline=BaselineConfig(betas=tuple(baseline_betas()), steps=args.steps),
         methods=(Method.MRVAE, Method.BETA_VAE))
@@ -91,29 +93,30 @@ def run(args: argparse.Namespace, run_root: Path) -> dict:
     run_dir: RunDir = prepare_run_dir(run_root, config, resume=False)
     data = load_subsets(args.data, args.root, args.num_train, args.num_test, args.seed)
     log(f"{args.data}: {len(data.train)} train / {len(data.test)} test, {args.arch} width {args.width}, "
-        f"{args.steps} steps per model, batch {args.batch_size}")
+        f"{config.train.steps} MR-VAE steps, {config.baseline.steps} per β-VAE, batch {args.batch_size}")
     betas = list(config.baseline.betas)
     comparison = Comparison(betas)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     fitted = train_method(config, data, run_dir, Method.MRVAE, log=log)
     mr_curve = curve_for(fitted, config, data, Method.MRVAE)
     mr_points = [evaluate_at(fitted.model, data.test, b, config.train.beta_range, config.eval) for b in betas]
     comparison.rows["mrvae"] = [{c: p[c] for c in COLUMNS} for p in mr_points]
     comparison.wall_time_s["mrvae"] = time.perf_counter() - started
-    mr_train = fitted.wall_time_s
+    mr_train, mr_cpu = fitted.wall_time_s, time.process_time() - cpu
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     sweep = run_sweep(config, data, run_dir, log=log)
     comparison.rows["beta-vae"] = rows_from_curve(sweep)
     comparison.wall_time_s["beta-vae"] = time.perf_counter() - started
+    sweep_cpu = time.process_time() - cpu
     sweep_train = sweep.summary["train_wall_time_s"]
 
     mr_curve.save(args.out / "fashion_quality_mrvae.json")
     sweep.save(args.out / "fashion_quality_beta_vae.json")
     plot_rd_curves([mr_curve, sweep], args.out / "fashion_quality.png",
                    title=f"{args.data} (test subset {len(data.test)}): {args.arch} width {args.width}, "
-                         f"{args.steps} steps per model")
+                         f"{config.train.steps} MR-VAE steps, {config.baseline.steps} per β-VAE")
 
     print(comparison.format_table())
     gaps = comparison.gap_percent("mrvae")
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace, run_root: Path) -> dict:
         f"{k} {a} -> {b}" for k, a, b in ((k, *v) for k, v in PAPER_TABLE2.items())))
     print(f"training wall time: MR-VAE {mr_train:.0f} s (one run), β-VAEs {sweep_train:.0f} s "
           f"({len(betas)} runs, {sweep_train / mr_train:.1f}× the MR-VAE); with evaluation: MR-VAE "
-          f"{comparison.wall_time_s['mrvae']:.0f} s, β-VAEs {comparison.wall_time_s['beta-vae']:.0f} s")
+          f"{comparison.wall_time_s['mrvae']:.0f} s, β-VAEs {comparison.wall_time_s['beta-vae']:.0f} s; CPU time "
+          f"(train + eval): MR-VAE {mr_cpu:.0f} s, β-VAEs {sweep_cpu:.0f} s ({sweep_cpu / mr_cpu:.1f}×)")
     return {"benchmark": "fashion_quality", "comparison": comparison.to_dict(), "gap_percent": gaps,
             "active_units": {"mrvae": [p["active_units"] for p in mr_points],
                              "beta-vae": sweep.results["active_units"]},
@@ -138,6 +142,8 @@ def run(args: argparse.Namespace, run_root: Path) -> dict:
             "lowest_neg_elbo": {"mrvae": {"value": mr_best, "beta": mr_beta},
                                 "beta-vae": {"value": sweep_best, "beta": sweep_beta}},
             "train_wall_time_s": {"mrvae": mr_train, "beta-vae": sweep_train},
+            "cpu_time_s": {"mrvae": mr_cpu, "beta-vae": sweep_cpu},
+            "steps_per_model": {"mrvae": config.train.steps, "beta-vae": config.baseline.steps},
             "num_parameters": {"mrvae": mr_curve.summary["num_parameters"],
                                "beta-vae": sweep.summary["num_parameters"]},
             "num_train": len(data.train), "num_test": len(data.test)}
@@ -150,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=("resnet", "conv"), default="resnet")
     parser.add_argument("--width", type=float, default=0.25, help="channel multiplier (default 0.25)")
     parser.add_argument("--steps", type=int, default=1000, help="training steps of every model (default 1000)")
+    parser.add_argument("--mr-steps", type=int, default=None, help="MR-VAE steps if not --steps (default: equal)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--num-train", type=int, default=10_000, help="training subset (default 10,000)")
@@ -159,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON and PNG")
     args = parser.parse_args(argv)
+    if args.mr_steps is not None and args.mr_steps < 1:
+        parser.error("--mr-steps must be >= 1")
     if min(args.steps, args.batch_size, args.num_train, args.num_test, args.num_betas, args.threads) < 1:
         parser.error("--steps, --batch-size, --num-train, --num-test, --num-betas and --threads must be >= 1")
     torch.set_num_threads(args.threads)

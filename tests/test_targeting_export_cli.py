@@ -7,7 +7,7 @@ import torch
 
 from mrvae.beta import BetaRange
 from mrvae.cli import main
-from mrvae.config import EvalConfig, ModelConfig, TrainConfig
+from mrvae.config import ModelConfig, TrainConfig
 from mrvae.curves import RDCurve
 from mrvae.data import load_data
 from mrvae.evaluate import evaluate_at

@@ -1,7 +1,6 @@
 """fit(): batch order, schedules, resume bit-identical, atomic checkpoints, non-finite guard."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch

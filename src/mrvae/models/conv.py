@@ -86,7 +86,22 @@ def decoder_sides(size: int, steps: int) -> list[int]:
     return [8 * 2 ** i for i in range(steps)]
 
 
-class ConvVAE(VAE):
+class ImageVAE(VAE):
+    """Shared encode/decode of the image VAEs: ``encoder`` (conditioned) -> ``mean_head`` /
+    ``log_var_head``; ``projection`` (z -> 4×4 map) -> ``decoder`` (conditioned) -> ``output_layer``."""
+
+    def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(B, C, S, S) -> (B, k) mean and log-variance of q(z|x)."""
+        check_input(x, self.input_shape, type(self).__name__)
+        h = self.encoder(x, u)
+        return self.mean_head(h), self.log_var_head(h)
+
+    def decode(self, z: Tensor, u: Tensor | None) -> Tensor:
+        """(B, k) -> (B, C, S, S) logits (Bernoulli) or mean (Gaussian)."""
+        return self.output_layer(self.decoder(self.projection(z), u))
+
+
+class ConvVAE(ImageVAE):
     """CNN VAE: encoder Conv 128, 256, 512, 1024 (k4 s2 p1, ReLU) -> Linear heads; decoder
     Linear(z -> 1024·4·4), ReLU, ConvT 512, 256 (+128 for 64×64), ReLU, ConvT -> C.
 
@@ -126,13 +141,3 @@ class ConvVAE(VAE):
             layers += [upsample_layer(fan_in, fan_out, side_out, conditioning.decoder()), nn.ReLU()]
         self.decoder = ConditionedSequential(*layers)
         self.output_layer = output_layer(dec[-1], channels)
-
-    def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(B, C, S, S) -> (B, k) mean and log-variance of q(z|x)."""
-        check_input(x, self.input_shape, type(self).__name__)
-        h = self.encoder(x, u)
-        return self.mean_head(h), self.log_var_head(h)
-
-    def decode(self, z: Tensor, u: Tensor | None) -> Tensor:
-        """(B, k) -> (B, C, S, S) logits (Bernoulli) or mean (Gaussian)."""
-        return self.output_layer(self.decoder(self.projection(z), u))

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 from ..layers import (BetaConditioned, ConditionedConv2d, ConditionedSequential, ConditioningSpec,
                       ModelConditioning)
 from ..objectives import Likelihood
-from .base import VAE
-from .conv import (check_image_shape, check_input, check_width, decoder_sides, default_latent_dim,
+from .conv import (ImageVAE, check_image_shape, check_width, decoder_sides, default_latent_dim,
                    default_likelihood, output_layer, scaled, upsample_layer)
 
 
@@ -30,7 +29,7 @@ class ResidualBlock(BetaConditioned):
         return x + self.outer(torch.relu(self.inner(x, u)), u)
 
 
-class ResNetVAE(VAE):
+class ResNetVAE(ImageVAE):
     """ResNet VAE. Encoder: Conv 64 (k4 s2 p1), Conv 128 (k4 s2 p1), [64×64 only: Conv 128 (k4 s2 p1)],
     Conv 128 (k3 s2 p1), each + ReLU, two residual blocks, ReLU -> Linear heads from 128·4·4.
     Decoder: Linear(z -> 128·4·4), ReLU, ConvT 128 (4 -> 7 for 28×28, else 4 -> 8), ReLU, two residual
@@ -80,13 +79,3 @@ class ResNetVAE(VAE):
             layers += [upsample_layer(fan_in, fan_out, side_out, dec_spec), nn.ReLU()]
         self.decoder = ConditionedSequential(*layers)
         self.output_layer = output_layer(ups[-1], channels)
-
-    def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(B, C, S, S) -> (B, k) mean and log-variance of q(z|x)."""
-        check_input(x, self.input_shape, type(self).__name__)
-        h = self.encoder(x, u)
-        return self.mean_head(h), self.log_var_head(h)
-
-    def decode(self, z: Tensor, u: Tensor | None) -> Tensor:
-        """(B, k) -> (B, C, S, S) logits (Bernoulli) or mean (Gaussian)."""
-        return self.output_layer(self.decoder(self.projection(z), u))
