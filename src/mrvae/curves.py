@@ -87,16 +87,16 @@ class RDCurve:
             raise CurveFormatError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data, str(path))
 
-    def monotonicity_problems(self, rel_tol: float = 0.01) -> list[str]:
+    def monotonicity_problems(self, rel_tol: float = 0.01, abs_tol: float = 0.01) -> list[str]:
         """Where the curve breaks the shape of an RD curve: rate rising or distortion falling with β by
-        more than ``rel_tol`` (relative to the previous point). Empty when it behaves."""
+        more than ``rel_tol`` of the previous point and more than ``abs_tol`` nats. Empty when it behaves."""
         problems = []
         order = sorted(range(len(self.betas)), key=lambda i: self.betas[i])
         for key, sign in (("rate", 1.0), ("distortion", -1.0)):
             values = [self.results[key][i] for i in order]
             for i in range(1, len(values)):
                 change = sign * (values[i] - values[i - 1])
-                if change > rel_tol * max(abs(values[i - 1]), 1e-12):
+                if change > max(rel_tol * abs(values[i - 1]), abs_tol):
                     word = "rises" if key == "rate" else "falls"
                     problems.append(f"{key} {word} from {values[i - 1]:.4g} to {values[i]:.4g} between "
                                     f"β = {self.betas[order[i - 1]]:.4g} and {self.betas[order[i]]:.4g}")

@@ -30,6 +30,9 @@ from .base import VAE
 #: Slope of the log-variance where its pre-activation is positive (a collapsed latent, C ≈ 1).
 LOG_VARIANCE_LEAK = 0.01
 
+#: The staggered init multiplies PyTorch's default init of the input and output layers by this factor.
+STAGGERED_BASE_SCALE = 0.3
+
 #: LinearVAE's default conditioning: the paper's sqrt gate in encoder and decoder, scale 1, which
 #: represents the optimum exactly (Theorem 1). Gate init is overridden by ``LinearInit.STAGGERED``.
 LINEAR_CONDITIONING = ModelConditioning(encoder_gate=GateFunction.SQRT, decoder_gate=GateFunction.SQRT,
@@ -42,7 +45,8 @@ class LinearInit(str, Enum):
     ``staggered`` (default): the square layers (mean head, decoder hidden) start as the identity, so
     hidden unit j belongs to latent j; unit j's gates and latent j's variance start at the Theorem 1
     shape of a latent that collapses at β_j, ``gate = sqrt(max(0, 1 - β/β_j))`` and
-    ``C = min(1, β/β_j)``, with β_1 ... β_k log-spaced from the centre of the β range to its top.
+    ``C = min(1, β/β_j)``, with β_1 ... β_k log-spaced from the centre of the β range to its top;
+    the input and output layers start at 0.3 × PyTorch's default, so modes are picked up one at a time.
     ``default``: PyTorch's initialisation of every layer, gates as the conditioning says, C = 1.
     """
 
@@ -174,6 +178,9 @@ class LinearVAE(VAE):
             nn.init.eye_(self.encoder_mean.weight)
             self.encoder_mean.bias.zero_()
             nn.init.eye_(self.decoder_hidden.base.weight)
+            self.encoder_hidden.base.weight.mul_(STAGGERED_BASE_SCALE)
+            self.encoder_hidden.base.bias.mul_(STAGGERED_BASE_SCALE)
+            self.decoder_out.weight.mul_(STAGGERED_BASE_SCALE)
             if self.conditioning is Conditioning.NONE or beta_range.is_fixed:
                 return
             slope = beta_range.log_half_width / SQRT3  # pre-activation slope 1 in log β
