@@ -95,13 +95,14 @@ class SeedResult:
     train_seconds: float
 
 
-def run_seed(seed: int, steps: int, lr: float, batch_size: int, num_samples: int,
-             init: LinearInit, beta_range: BetaRange, decay_fraction: float = 0.25) -> SeedResult:
+def run_seed(seed: int, steps: int, lr: float, batch_size: int, num_samples: int, init: LinearInit,
+             beta_range: BetaRange, decay_fraction: float = 0.25, eigenvalues: tuple[float, ...] = EIGENVALUES,
+             latent_dim: int = LATENT_DIM) -> SeedResult:
     """One seed: data, a fresh model (torch.manual_seed(seed) before it is built), training, evaluation."""
     generator = torch.Generator().manual_seed(seed)
-    data = gaussian_sample(EIGENVALUES, num_samples, generator)
+    data = gaussian_sample(eigenvalues, num_samples, generator)
     torch.manual_seed(seed)
-    model = LinearVAE(len(EIGENVALUES), LATENT_DIM, beta_range=beta_range, init=init)
+    model = LinearVAE(len(eigenvalues), latent_dim, beta_range=beta_range, init=init)
     start = time.perf_counter()
     train(model, data.x, beta_range, steps, lr, batch_size, generator, decay_fraction)
     seconds = time.perf_counter() - start
@@ -119,12 +120,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="final fraction of the steps over which the learning rate falls linearly to 0")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-samples", type=int, default=4096)
+    parser.add_argument("--eigenvalues", type=float, nargs="+", default=list(EIGENVALUES),
+                        help="data covariance eigenvalues (σ² = 1); their number is d")
+    parser.add_argument("--latent-dim", type=int, default=LATENT_DIM)
     parser.add_argument("--init", choices=[i.value for i in LinearInit], default=LinearInit.STAGGERED.value)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if min(args.steps, args.batch_size, args.num_samples, args.threads) < 1 or not args.lr > 0:
         parser.error("--steps, --batch-size, --num-samples and --threads must be >= 1 and --lr > 0")
+    if min(args.eigenvalues) <= 0 or not 1 <= args.latent_dim <= len(args.eigenvalues):
+        parser.error(f"--eigenvalues must be > 0 and 1 <= --latent-dim <= their number, got "
+                     f"{args.eigenvalues} and {args.latent_dim}")
     if not 0.0 <= args.decay_fraction <= 1.0:
         parser.error(f"--decay-fraction must lie in [0, 1], got {args.decay_fraction}")
     torch.set_num_threads(args.threads)
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for seed in args.seeds:
         result = run_seed(seed, args.steps, args.lr, args.batch_size, args.num_samples, LinearInit(args.init),
-                          beta_range, args.decay_fraction)
+                          beta_range, args.decay_fraction, tuple(args.eigenvalues), args.latent_dim)
         results.append(result)
         print(f"seed {seed}: worst relative error {100 * result.worst_relative_error:.2f} % "
               f"(at β = {result.worst_beta:.3g}), training {result.train_seconds:.1f} s", flush=True)
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} thread(s))")
     if args.json is not None:
         record = {"benchmark": "linear_response", "worst_relative_error": worst, "goal": GOAL,
-                  "seeds": [asdict(r) for r in results], "eigenvalues": list(EIGENVALUES),
+                  "seeds": [asdict(r) for r in results],
                   "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                   "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()}
         args.json.write_text(json.dumps(record, indent=2) + "\n")
