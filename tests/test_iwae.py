@@ -50,7 +50,8 @@ def exact_elbo(model: LinearVAE, x: torch.Tensor, u: torch.Tensor) -> torch.Tens
         residual = x - mean @ dec.T - dec_bias
         noise = (dec.square().sum(0) * log_var.exp()).sum(1)
         d = x.shape[1]
-        log_px = -(residual.square().sum(1) + noise) / (2 * model.sigma2) - 0.5 * d * math.log(2 * math.pi * model.sigma2)
+        squared = residual.square().sum(1) + noise
+        log_px = -squared / (2 * model.sigma2) - 0.5 * d * math.log(2 * math.pi * model.sigma2)
         return log_px - gaussian_rate(mean, log_var)
 
 

@@ -52,7 +52,7 @@ class ExportPaths:
 
 
 def _fold_linear_vae(model: LinearVAE, u: Tensor) -> None:
-    """LinearVAE's log-variance ``logsigmoid(w·u + b)``: at fixed u it becomes ``logsigmoid(b')``."""
+    """LinearVAE's log-variance ``min(x, 0.01·x)`` with ``x = w·u + b``: at fixed u, ``w·u`` folds into ``b``."""
     with torch.no_grad():
         model.variance_bias.add_(u.reshape(()).to(model.variance_weight) * model.variance_weight)
         model.variance_weight.zero_()

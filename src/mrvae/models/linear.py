@@ -47,6 +47,8 @@ class LinearInit(str, Enum):
     shape of a latent that collapses at β_j, ``gate = sqrt(max(0, 1 - β/β_j))`` and
     ``C = min(1, β/β_j)``, with β_1 ... β_k log-spaced from the centre of the β range to its top;
     the input and output layers start at 0.3 × PyTorch's default, so modes are picked up one at a time.
+    Sigmoid gates get ``scale·σ(-log(β/β_j))`` instead. Without gates, or for a fixed β range, only the
+    base layers are changed and C starts at 1.
     ``default``: PyTorch's initialisation of every layer, gates as the conditioning says, C = 1.
     """
 
