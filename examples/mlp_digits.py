@@ -20,7 +20,7 @@ def main(steps: int = 3000, betas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)) -
     fit(model, data, train)  # β ~ log-uniform on [0.01, 10], one per example
     results = {b: evaluate_at(model, data.test, b, train.beta_range) for b in betas}  # one model, any β
     for b, r in results.items():
-        print(f"β={b:<6g} rate {r['rate']:6.2f}  distortion {r['distortion']:6.2f} nats  active {r['active_units']:.0f}")
+        print(f"β={b:<6g} rate {r['rate']:6.2f}  distortion {r['distortion']:6.2f}, active {r['active_units']:.0f}")
     return results
 
 
