@@ -119,9 +119,11 @@ def method_train_config(config: RunConfig, method: Method, beta: float | None = 
     if method is Method.BETA_VAE:
         if beta is None:
             raise ValueError("a β-VAE run needs its β")
-        return dataclasses.replace(config.train, beta_low=beta, beta_high=beta,
-                                   steps=config.baseline.steps_for(config.train),
-                                   kl_warmup=config.baseline.kl_warmup)
+        steps = config.baseline.steps_for(config.train)
+        # the same fraction of training in learning-rate warm-up as the multi-rate run
+        warmup = round(config.train.warmup_steps * steps / config.train.steps)
+        return dataclasses.replace(config.train, beta_low=beta, beta_high=beta, steps=steps,
+                                   warmup_steps=warmup, kl_warmup=config.baseline.kl_warmup)
     return config.train
 
 
