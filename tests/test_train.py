@@ -129,11 +129,13 @@ def test_non_finite_loss_stops_with_step_and_term(tmp_path):
         fit(model, data, TrainConfig(steps=5, batch_size=32))
 
 
-def test_beta_vae_runs_keep_the_warmup_fraction_of_the_multi_rate_run():
+def test_beta_vae_runs_keep_the_warmup_steps_of_the_multi_rate_run():
     from mrvae.config import BaselineConfig, Method, RunConfig
     from mrvae.pipeline import method_train_config
 
-    config = RunConfig(train=TrainConfig(steps=1800, warmup_steps=200), baseline=BaselineConfig(steps=600))
+    config = RunConfig(train=TrainConfig(steps=1800, warmup_steps=400), baseline=BaselineConfig(steps=600))
     baseline = method_train_config(config, Method.BETA_VAE, 0.5)
-    assert (baseline.steps, baseline.warmup_steps, baseline.beta_low, baseline.beta_high) == (600, 67, 0.5, 0.5)
-    assert method_train_config(config, Method.MRVAE).warmup_steps == 200
+    assert (baseline.steps, baseline.warmup_steps, baseline.beta_low, baseline.beta_high) == (600, 400, 0.5, 0.5)
+    assert method_train_config(config, Method.MRVAE).warmup_steps == 400
+    short = RunConfig(train=TrainConfig(steps=1800, warmup_steps=400), baseline=BaselineConfig(steps=300))
+    assert method_train_config(short, Method.BETA_VAE, 0.5).warmup_steps == 300  # never longer than the run

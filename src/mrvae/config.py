@@ -101,7 +101,7 @@ class TrainConfig:
     steps: int = 1800
     batch_size: int = 128
     lr: float = 3e-3
-    warmup_steps: int = 200
+    warmup_steps: int = 400
     beta_low: float = 0.01
     beta_high: float = 10.0
     beta_sampling: BetaSampling = BetaSampling.PER_EXAMPLE
