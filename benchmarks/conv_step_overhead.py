@@ -83,7 +83,7 @@ class DetachedGate(nn.Module):
 
 
 def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, seed: int,
-              fixed_gates: bool = False) -> Case:
+              fixed_gates: bool = False, device: torch.device = torch.device("cpu")) -> Case:
     """A fresh model of ``arch`` with conditioning ``kind`` and a closure doing one training step.
 
     ``fixed_gates`` (diagnostic, with ``gate``): gates are computed but receive no gradient, so the step
@@ -95,10 +95,10 @@ def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, 
         for layer in model.modules():
             if isinstance(layer, ConditionedLayer) and layer.gate is not None:
                 layer.gate = DetachedGate(layer.gate)
-    model.train()
+    model.to(device).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # as fit() builds it
     beta_range = BetaRange()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
 
     def forward_backward() -> None:
         beta = beta_range.sample(batch.shape[0], generator)
@@ -107,7 +107,12 @@ def make_case(arch: str, kind: Conditioning, batch: torch.Tensor, width: float, 
         loss, _ = model.objective(batch, beta, u, generator)
         loss.mean().backward()
 
-    return Case(arch, kind, fixed_gates, forward_backward, optimiser.step, model)
+    def update() -> None:
+        optimiser.step()
+        if device.type == "cuda":  # the step's kernels are queued: wait for them, so the clocks see them
+            torch.cuda.synchronize(device)
+
+    return Case(arch, kind, fixed_gates, forward_backward, update, model)
 
 
 def time_case(case: Case, steps: int) -> None:
@@ -237,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixed-gate-case", action="store_true",
                         help="also time a diagnostic model whose gates get no gradient (what the multiply costs)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda[:N]; on a GPU only the wall-clock ratio is meaningful")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="always print the profiler comparison")
     parser.add_argument("--profile-steps", type=int, default=20)
@@ -248,15 +255,20 @@ def main(argv: list[str] | None = None) -> int:
                      "--warmup >= 0, --width > 0")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here")
     batch = torch.bernoulli(torch.full((args.batch_size, *INPUT_SHAPE), 0.3),
-                            generator=torch.Generator().manual_seed(args.seed))
-    cases = [make_case(arch, kind, batch, args.width, args.seed) for arch in args.archs for kind in KINDS]
+                            generator=torch.Generator().manual_seed(args.seed)).to(device)
+    cases = [make_case(arch, kind, batch, args.width, args.seed, device=device) for arch in args.archs
+             for kind in KINDS]
     if args.fixed_gate_case:
-        cases += [make_case(arch, Conditioning.GATE, batch, args.width, args.seed, True) for arch in args.archs]
+        cases += [make_case(arch, Conditioning.GATE, batch, args.width, args.seed, True, device)
+                  for arch in args.archs]
     started = time.perf_counter()
     measure(cases, args.repeats, args.warmup, args.steps_per_repeat)
     summary = summarise(cases)
-    print(f"batch {args.batch_size} of {INPUT_SHAPE}, width {args.width}, {args.threads} thread(s), "
+    print(f"batch {args.batch_size} of {INPUT_SHAPE}, width {args.width}, {args.device}, {args.threads} thread(s), "
           f"medians of {args.repeats} interleaved repeats ({time.perf_counter() - started:.0f} s)")
     for arch, row in summary.items():
         extra = 100.0 * (row["gate_params"] / row["none_params"] - 1.0)

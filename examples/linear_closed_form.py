@@ -14,9 +14,11 @@ def main(steps: int = 2000, betas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)) -
     """Returns {β: rate, distortion, β-objective of the model and of the optimum}: exact expectations, nats."""
     torch.manual_seed(0)
     data = load_data("synthetic")  # (16,) data of rank 4 plus noise; covariance eigenvalues 9.3, 4.7, 2.9, 1.5, 0.01...
-    config = ModelConfig(arch="linear", latent_dim=6, sigma2=1.0)  # σ² = 1: latent i collapses once β >= λ_i
-    model = build_model(config, data.info, "gate", len(data.train))
+    # σ² = 1: latent i collapses once β >= λ_i; sqrt gates of scale 1 represent the optimum exactly
+    config = ModelConfig(arch="linear", latent_dim=6, sigma2=1.0, encoder_gate="sqrt", decoder_gate="sqrt",
+                         gate_scale=1.0)
     train = TrainConfig(steps=steps, batch_size=128, lr=1e-2, warmup_steps=steps // 20, device="cpu")
+    model = build_model(config, data.info, "gate", len(data.train), train.beta_range)
     fit(model, data, train)
     x = data.train.data.double()
     mean, cov = x.mean(0), torch.cov(x.T, correction=0)  # the empirical distribution the model was fitted to

@@ -1,6 +1,7 @@
 """SIGKILL at any moment, checkpoint writes included, never loses or tears a checkpoint, and
 `mrvae train --resume true` then ends bit-identical to a run that was never interrupted."""
 
+import contextlib
 import io
 import multiprocessing
 import os
@@ -79,6 +80,30 @@ def _train_child(out: str, slow_writes: bool) -> None:
     os._exit(main([*ARGS, "--out", out, "--resume", "true"]))
 
 
+def start_child(out: Path, slow_writes: bool, env: dict[str, str]):
+    """Start `mrvae train --resume true` on ``out``: forked from this process (fast: torch is already
+    imported), or, once this process has run CUDA work (autograd's GPU worker threads do not survive
+    a fork), in a fresh interpreter."""
+    if not torch.cuda.is_initialized():
+        child = multiprocessing.get_context("fork").Process(target=_train_child, args=(str(out), slow_writes))
+        child.start()
+        return child
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_kill_resume as t; "
+            f"t._train_child(sys.argv[1], sys.argv[2] == 'slow')")
+    return subprocess.Popen([sys.executable, "-c", code, str(out), "slow" if slow_writes else "fast"], env=env,
+                            stdout=subprocess.DEVNULL)
+
+
+def kill_and_reap(child) -> int | None:
+    """SIGKILL ``child`` (a forked Process or a Popen) unless it already ended; -> its exit code."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child.pid, signal.SIGKILL)
+    if hasattr(child, "poll"):
+        return child.wait(timeout=60)
+    child.join(timeout=60)
+    return child.exitcode
+
+
 def assert_checkpoint_intact(out: Path, previous_step: int) -> int:
     """The checkpoint, if any, loads and did not go back in time; -> its step."""
     if not checkpoint_of(out).exists():
@@ -110,13 +135,11 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, capsys
 
     # 2. Resumed and killed again, five times: twice in the middle of a (slowed-down) checkpoint write,
     #    three times at a random moment after the resumed run has written a checkpoint.
-    fork = multiprocessing.get_context("fork")
     rng = random.Random(1234)
     for cycle in range(5):
         slow = cycle < 2
         before, before_inode = set(temporaries(out)), inode(checkpoint_of(out))
-        child = fork.Process(target=_train_child, args=(str(out), slow))
-        child.start()
+        child = start_child(out, slow, env)
         try:
             if slow:  # kill once half the bytes of a new temporary file are on disk
                 wait_for(lambda: any(size(t) > 0 for t in set(temporaries(out)) - before), child)
@@ -124,9 +147,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, capsys
                 wait_for(lambda: inode(checkpoint_of(out)) != before_inode, child)
                 time.sleep(rng.uniform(0.0, 0.02))
         finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.join(timeout=60)
-        assert child.exitcode == -signal.SIGKILL, f"cycle {cycle}: the child ended by itself ({child.exitcode})"
+            code = kill_and_reap(child)
+        assert code == -signal.SIGKILL, f"cycle {cycle}: the child ended by itself ({code})"
         if slow:  # the kill tore a temporary file; the checkpoint itself is the previous one
             torn = set(temporaries(out)) - before
             assert len(torn) == 1

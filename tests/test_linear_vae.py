@@ -313,3 +313,26 @@ def test_trained_once_reaches_optimal_loss_at_every_beta() -> None:
         best = float(best_dist + beta * best_rate)
         gap = (dist + beta * rate - best) / best
         assert -1e-6 <= gap < 0.01, f"β = {beta:.3g}: L = {dist + beta * rate:.4f}, L* = {best:.4f}"
+
+
+def test_registry_lays_the_staggered_init_on_the_training_beta_range() -> None:
+    from mrvae.config import ModelConfig
+    from mrvae.data.base import DataInfo
+    from mrvae.models import build_model
+
+    info = DataInfo("flat", (8,), "gaussian", 1.0)
+    config = ModelConfig(arch="linear", latent_dim=4, encoder_gate="sqrt", decoder_gate="sqrt", gate_scale=1.0,
+                         gate_init="open")  # = LINEAR_CONDITIONING
+    narrow = BetaRange(0.1, 1.0)
+    torch.manual_seed(0)
+    built = build_model(config, info, "gate", beta_range=narrow)
+    torch.manual_seed(0)
+    direct = LinearVAE(8, 4, beta_range=narrow)
+    assert built.state_dict().keys() == direct.state_dict().keys()
+    assert all(torch.equal(built.state_dict()[k], direct.state_dict()[k]) for k in direct.state_dict())
+    # every latent has closed by the top of the range it was built for (β = 1); built for the default
+    # range [0.01, 10], the last one stays open until β = 10
+    torch.manual_seed(0)
+    default = build_model(config, info, "gate")
+    at_one = lambda model, r: model.encoder_hidden.gate(r.standardise(torch.full((1, 1), 1.0)))[0]
+    assert at_one(built, narrow).max() < 2e-3 and at_one(default, BetaRange())[-1] > 0.9

@@ -139,3 +139,21 @@ def test_beta_vae_runs_keep_the_warmup_steps_of_the_multi_rate_run():
     assert method_train_config(config, Method.MRVAE).warmup_steps == 400
     short = RunConfig(train=TrainConfig(steps=1800, warmup_steps=400), baseline=BaselineConfig(steps=300))
     assert method_train_config(short, Method.BETA_VAE, 0.5).warmup_steps == 300  # never longer than the run
+
+
+def test_a_cpu_run_saves_no_cuda_rng_state_and_restores_the_cpu_generator(tmp_path):
+    from mrvae.checkpoint import rng_state, set_rng_state
+
+    assert set(rng_state("cpu")) == {"torch"}  # a CPU run never touches CUDA (forked workers can resume it)
+    data = load_data("digits")
+    config = TrainConfig(steps=6, batch_size=16, warmup_steps=2, checkpoint_every=3, device="cpu")
+    fit(make_model(data), data, config, checkpoint_path=tmp_path / "c.pt", tag="t")
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert "cuda" not in state["rng"] and state["rng"]["train_generator"].dtype == torch.uint8
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    saved = rng_state("cpu")
+    torch.rand(3)
+    set_rng_state({"torch": saved["torch"].clone()})
+    assert torch.equal(torch.rand(3), expected)

@@ -110,16 +110,26 @@ def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], path: s
         raise CheckpointError(f"checkpoint {path} does not fit this architecture: {detail}") from exc
 
 
-def rng_state() -> dict[str, Any]:
-    """The global RNG states (torch CPU, CUDA where present) as tensors."""
+def rng_state(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The global RNG states a run on ``device`` uses, as CPU tensors: torch's CPU generator, and the
+    CUDA generator of ``device`` when it is a GPU (a CPU run leaves CUDA alone: no context is created,
+    and a forked process can still resume it)."""
+    device = torch.device(device)
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` returned."""
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def set_rng_state(state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+    """Restore what ``rng_state(device)`` returned. The states may have been loaded onto any device:
+    torch takes them as CPU byte tensors only."""
+    device = torch.device(device)
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and device.type == "cuda":
+        cuda = state["cuda"]
+        if isinstance(cuda, (list, tuple)):  # written by 0.1.0 runs: every visible GPU's state
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            cuda = cuda[index] if len(cuda) > index else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda.cpu(), device)

@@ -153,7 +153,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class BaselineConfig:
     """The β-VAE sweep: one run per β in ``betas``, each ``steps`` long (None: a third of the
-    MR-VAE's steps, so the MR-VAE gets 3× one β-VAE), with an optional KL warm-up fraction."""
+    MR-VAE's steps, so the MR-VAE gets 3× one β-VAE), with an optional KL warm-up fraction. Every
+    other training setting is the MR-VAE's, learning-rate warm-up steps included (capped at ``steps``)."""
 
     betas: tuple[float, ...] = tuple(baseline_betas())
     steps: int | None = None

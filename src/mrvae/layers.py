@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
+from .gate_kernel import GatedProduct
 from .gates import FilmConditioner, GateFunction, GateInit, UnitGate
 from .choices import Choice
 
@@ -83,20 +86,27 @@ class ConditionedLayer(BetaConditioned):
     def conditioning(self) -> Conditioning:
         return self.spec.kind
 
-    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
-        """(B, in, ...) input and (B, 1) u -> (B, out, ...) output."""
+    def forward(self, x: Tensor, u: Tensor | None = None, relu: bool = False) -> Tensor:
+        """(B, in, ...) input and (B, 1) u -> (B, out, ...) output; ``relu`` applies a ReLU after the
+        conditioning (fused into the gate's autograd node, so no extra feature map is kept for backward)."""
         y = self.base(x)
         if self.spec.kind is Conditioning.NONE:
-            return y
+            return torch.relu(y) if relu else y
         u = check_u(u, y.shape[0], type(self).__name__)
-        if self.gate is not None:
+        if type(self.gate) is UnitGate and y.dim() > 2:
+            # feature maps: one autograd node for gate(u) ⊙ y (gate_kernel.py), written into y, a fresh
+            # tensor of base's. Not for a Linear's (B, out): there the Python node costs more than it saves.
+            gate = self.gate
+            return GatedProduct.apply(y, u, gate.weight, gate.bias, gate.function, gate.scale, relu, True)
+        if self.gate is not None:  # a stand-in module (e.g. a benchmark's diagnostic): plain autograd
             gate = self.gate(u)
-            # (B, out) already matches a Linear's output; skipping the reshape saves an op and an autograd node
-            return y * (gate if y.dim() == 2 else gate.reshape(gate.shape + (1,) * (y.dim() - 2)))
-        assert self.film is not None
-        scale, shift = self.film(u)
-        unit_shape = (-1, y.shape[1]) + (1,) * (y.dim() - 2)
-        return y * scale.reshape(unit_shape) + shift.reshape(unit_shape)
+            y = y * (gate if y.dim() == 2 else gate.reshape(gate.shape + (1,) * (y.dim() - 2)))
+        else:
+            assert self.film is not None
+            scale, shift = self.film(u)
+            unit_shape = (-1, y.shape[1]) + (1,) * (y.dim() - 2)
+            y = y * scale.reshape(unit_shape) + shift.reshape(unit_shape)
+        return torch.relu(y) if relu else y
 
 
 class ConditionedLinear(ConditionedLayer):
@@ -135,8 +145,16 @@ class ConditionedSequential(BetaConditioned):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, u) if isinstance(layer, BetaConditioned) else layer(x)
+        fuse = _fusable_relus(self.layers)
+        skip = False
+        for index, layer in enumerate(self.layers):
+            if skip:  # this ReLU ran inside the conditioned layer before it
+                skip = False
+                continue
+            if index in fuse:
+                x, skip = layer(x, u, relu=True), True
+            else:
+                x = layer(x, u) if isinstance(layer, BetaConditioned) else layer(x)
         return x
 
     def __len__(self) -> int:
@@ -144,6 +162,26 @@ class ConditionedSequential(BetaConditioned):
 
     def __getitem__(self, index: int) -> nn.Module:
         return self.layers[index]
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks or _global_forward_hooks or _global_forward_pre_hooks)
+
+
+def _fusable_relus(layers: nn.ModuleList) -> set[int]:
+    """Indices of gated convolutional ``ConditionedLayer``s followed by an ``nn.ReLU``: these run the ReLU inside
+    their gate node (same values; the gated feature map is the one tensor kept for backward). Layers
+    or ReLUs carrying hooks are left alone, so every hook still sees its module run."""
+    found = set()
+    for index in range(len(layers) - 1):
+        layer, after = layers[index], layers[index + 1]
+        if (type(after) is nn.ReLU and isinstance(layer, ConditionedLayer) and type(layer.gate) is UnitGate
+                and not isinstance(layer.base, nn.Linear)
+                and type(layer).forward is ConditionedLayer.forward
+                and not _has_hooks(after) and not _has_hooks(layer)):
+            found.add(index)
+    return found
 
 
 @dataclass(frozen=True)

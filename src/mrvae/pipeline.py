@@ -139,7 +139,7 @@ def train_method(config: RunConfig, data: DataSplits, run: RunDir, method: Metho
     """Build and train one model of ``method`` (at ``beta`` for a β-VAE) through ``fit()``."""
     train = method_train_config(config, method, beta)
     torch.manual_seed(train.seed)
-    model = build_model(config.model, data.info, method.conditioning, len(data.train))
+    model = build_model(config.model, data.info, method.conditioning, len(data.train), train.beta_range)
     tag = method.value if beta is None else f"{method.value}@{beta:.4g}"
     extra = {"run_config": to_dict(config), "method": method.value, "beta": beta,
              "data_info": data_info_dict(data.info), "num_train": len(data.train)}
@@ -171,7 +171,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} lacks the run settings needed to rebuild its model ({exc})") from exc
     train = TrainConfig(**state["train_config"])
-    model = build_model(config.model, info, method.conditioning, int(state.get("num_train", 2)))
+    model = build_model(config.model, info, method.conditioning, int(state.get("num_train", 2)), train.beta_range)
     load_model_state(model, state["model"], path)
     model.to(device).eval()
     return TrainedModel(model, config, method, train.beta_range, info, float(state.get("wall_time_s", 0.0)))

@@ -117,7 +117,7 @@ class _Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs; collective under DDP (every rank's RNG states are gathered)."""
-        rng = {**rng_state(), "train_generator": self.generator.get_state()}
+        rng = {**rng_state(self.device), "train_generator": self.generator.get_state()}
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
                 "rank_rng": gather_objects(rng), "world_size": self.info.world_size,
@@ -134,8 +134,8 @@ class _Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         rng = state.get("rank_rng", [state["rng"]])[self.info.rank]
-        set_rng_state(rng)
-        self.generator.set_state(rng["train_generator"])
+        set_rng_state(rng, self.device)
+        self.generator.set_state(rng["train_generator"].cpu())
         self.step = int(state["step"])
         self.wall_time_s = float(state.get("wall_time_s", 0.0))
 
@@ -246,7 +246,9 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, *, checkpoint_path: s
     log = log if info.is_main else None
     metrics_path = Path(metrics_path) if metrics_path is not None and info.is_main else None
     if resume and checkpoint_path is not None and run_on_main(checkpoint_path.exists):
-        state = load_checkpoint(checkpoint_path, map_location=device)
+        # on the CPU: RNG states must stay CPU tensors; weights and optimiser state are copied or
+        # moved to the model's device by their load_state_dict
+        state = load_checkpoint(checkpoint_path)
         if state.get("tag") != tag:
             raise CheckpointError(f"checkpoint {checkpoint_path} belongs to {state.get('tag')!r}, not {tag!r}")
         trainer.load_state_dict(state, checkpoint_path)

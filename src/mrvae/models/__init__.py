@@ -2,15 +2,15 @@
 
 from .base import VAE, VAEOutput
 from .conv import PAPER_LATENT_DIMS, ConvVAE
-from .linear import (LinearOptimum, LinearVAE, linear_vae_terms, optimal_parameters,
-                     optimal_rate_distortion)
+from .linear import (LINEAR_CONDITIONING, LinearInit, LinearOptimum, LinearVAE, linear_vae_terms,
+                     optimal_parameters, optimal_rate_distortion, set_optimal_response)
 from .lstm import LSTMVAE, ConditionedEmbedding
 from .mlp import MLPVAE
 from .registry import ARCHITECTURES, build_model
 from .resnet import ResidualBlock, ResNetVAE
 from .tcvae import TCVAE, TCDecomposition, TCEstimator, tc_decomposition
 
-__all__ = ["VAE", "VAEOutput", "LinearVAE", "LinearOptimum", "linear_vae_terms", "optimal_parameters",
-           "optimal_rate_distortion", "MLPVAE", "ConvVAE", "PAPER_LATENT_DIMS", "ResNetVAE", "ResidualBlock",
+__all__ = ["VAE", "VAEOutput", "LinearVAE", "LinearInit", "LINEAR_CONDITIONING", "LinearOptimum",
+           "linear_vae_terms", "optimal_parameters", "optimal_rate_distortion", "set_optimal_response", "MLPVAE", "ConvVAE", "PAPER_LATENT_DIMS", "ResNetVAE", "ResidualBlock",
            "LSTMVAE", "ConditionedEmbedding", "TCVAE", "TCEstimator", "TCDecomposition", "tc_decomposition",
            "ARCHITECTURES", "build_model"]
