@@ -66,14 +66,16 @@ def load_subsets(name: str, root: str | None, num_train: int, num_test: int, see
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig shared by both methods: ``--steps`` per β-VAE, ``--mr-steps`` (default the same:
-    equal steps per model) for the MR-VAE; the same learning-rate warm-up, a tenth of ``--steps``, for all."""
+    equal steps per model) for the MR-VAE; the same learning-rate warm-up for all (``--warmup``, default
+    a tenth of ``--steps``)."""
     mr_steps = args.mr_steps or args.steps
     return RunConfig(
         data=DataConfig(args.data, args.root, args.seed),
         model=ModelConfig(arch=args.arch, latent_dim=32, width=args.width),
         train=TrainConfig(steps=mr_steps, batch_size=args.batch_size, lr=args.lr,
-                          warmup_steps=max(1, args.steps // 10), seed=args.seed, log_every=max(1, mr_steps // 4),
-                          checkpoint_every=mr_steps, device="cpu"),
+                          warmup_steps=args.warmup if args.warmup is not None else max(1, args.steps // 10),
+                          seed=args.seed, log_every=max(1, mr_steps // 4), checkpoint_every=mr_steps,
+                          device=args.device),
         eval=EvalConfig(num_betas=args.num_betas, iwae_samples=0, batch_size=500, seed=args.seed),
         baseline=BaselineConfig(betas=tuple(baseline_betas()), steps=args.steps),
         methods=(Method.MRVAE, Method.BETA_VAE))
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-sweep", type=Path, default=None,
                         help="fashion_quality_beta_vae.json of an earlier run with the same settings: skip the sweep")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="learning-rate warm-up steps of every model (default: a tenth of --steps)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ... (TrainConfig.device)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--num-train", type=int, default=10_000, help="training subset (default 10,000)")
     parser.add_argument("--num-test", type=int, default=2_000, help="test subset (default 2,000)")

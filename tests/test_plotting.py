@@ -1,0 +1,32 @@
+"""The RD figure: β labels of β-VAE points that sit on top of each other are merged, never overprinted."""
+
+from mrvae.curves import RDCurve
+from mrvae.plotting import label_groups, plot_rd_curves
+
+
+def test_coinciding_points_share_one_label_and_distant_ones_keep_their_own():
+    betas = [0.01, 1.0, 4.642, 10.0]
+    rate = [54.6, 3.4, 0.002, 0.0]
+    dist = [7.7, 20.3, 27.25, 27.26]
+    groups = label_groups(betas, rate, dist, x_span=54.6, y_span=20.0)
+    assert groups == [("β=0.01", 54.6, 7.7), ("β=1", 3.4, 20.3), ("β=4.64, 10", 0.002, 27.25)]
+    # the tolerance is relative to the axis spans: zoomed in far enough, the last two separate
+    assert len(label_groups(betas, rate, dist, x_span=0.01, y_span=0.01)) == 4
+
+
+def test_the_figure_is_drawn_with_merged_labels(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    annotations = []
+    original = Figure.savefig
+
+    def capture(fig, path, **kwargs):
+        annotations.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        return original(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", capture)
+    sweep = RDCurve("beta-vae", "beta-vae", [1.0, 4.642, 10.0],
+                    {"rate": [3.4, 0.002, 0.0], "distortion": [20.3, 27.25, 27.26]})
+    path = plot_rd_curves([sweep], tmp_path / "rd.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert annotations == ["β=1", "β=4.64, 10"]
