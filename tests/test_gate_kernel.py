@@ -201,3 +201,15 @@ def test_layer_relu_flag_matches_relu_after_for_every_conditioning():
         torch.manual_seed(4)
         layer = ConditionedConv2d(2, 4, 3, padding=1, spec=ConditioningSpec(kind))
         torch.testing.assert_close(layer(x, u, relu=True), torch.relu(layer(x, u)), rtol=1e-6, atol=1e-6)
+
+
+def test_a_hook_on_the_base_convolution_sees_its_own_output_not_the_gated_one():
+    torch.manual_seed(0)
+    layer = ConditionedConv2d(2, 3, 3, padding=1, spec=ConditioningSpec(kind=Conditioning.GATE))
+    seen = []
+    layer.base.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    x, u = torch.randn(4, 2, 5, 5), torch.randn(4, 1)
+    out = layer(x, u)
+    raw = layer.base._conv_forward(x, layer.base.weight, layer.base.bias)  # the convolution, no hooks
+    assert torch.equal(seen[0], raw)  # not overwritten by the in-place gating
+    assert torch.allclose(out, raw * layer.gate(u)[:, :, None, None], atol=1e-6)

@@ -95,9 +95,11 @@ class ConditionedLayer(BetaConditioned):
         u = check_u(u, y.shape[0], type(self).__name__)
         if type(self.gate) is UnitGate and y.dim() > 2:
             # feature maps: one autograd node for gate(u) ⊙ y (gate_kernel.py), written into y, a fresh
-            # tensor of base's. Not for a Linear's (B, out): there the Python node costs more than it saves.
+            # tensor of base's, unless a hook on base may hold on to y. Not for a Linear's (B, out):
+            # there the Python node costs more than it saves.
             gate = self.gate
-            return GatedProduct.apply(y, u, gate.weight, gate.bias, gate.function, gate.scale, relu, True)
+            return GatedProduct.apply(y, u, gate.weight, gate.bias, gate.function, gate.scale, relu,
+                                      not _has_hooks(self.base))
         if self.gate is not None:  # a stand-in module (e.g. a benchmark's diagnostic): plain autograd
             gate = self.gate(u)
             y = y * (gate if y.dim() == 2 else gate.reshape(gate.shape + (1,) * (y.dim() - 2)))
