@@ -1,5 +1,6 @@
 """fit(): batch order, schedules, resume bit-identical, atomic checkpoints, non-finite guard."""
 
+import dataclasses
 import math
 
 import pytest
@@ -141,15 +142,25 @@ def test_beta_vae_runs_keep_the_warmup_steps_of_the_multi_rate_run():
     assert method_train_config(short, Method.BETA_VAE, 0.5).warmup_steps == 300  # never longer than the run
 
 
-def test_a_cpu_run_saves_no_cuda_rng_state_and_restores_the_cpu_generator(tmp_path):
+def test_a_cpu_run_leaves_cuda_alone_even_where_cuda_is_available(tmp_path, monkeypatch):
     from mrvae.checkpoint import rng_state, set_rng_state
 
-    assert set(rng_state("cpu")) == {"torch"}  # a CPU run never touches CUDA (forked workers can resume it)
+    def touched(*args, **kwargs):
+        raise AssertionError("a CPU run touched CUDA's RNG")
+
+    # as on a GPU machine: CUDA is there, but a CPU run must neither save nor restore its RNG state
+    # (that would create a CUDA context, and fail in a process forked after CUDA work)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for name in ("get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all"):
+        monkeypatch.setattr(torch.cuda, name, touched)
     data = load_data("digits")
     config = TrainConfig(steps=6, batch_size=16, warmup_steps=2, checkpoint_every=3, device="cpu")
     fit(make_model(data), data, config, checkpoint_path=tmp_path / "c.pt", tag="t")
     state = load_checkpoint(tmp_path / "c.pt")
-    assert "cuda" not in state["rng"] and state["rng"]["train_generator"].dtype == torch.uint8
+    assert set(state["rng"]) == {"torch", "train_generator"} and state["rng"]["train_generator"].dtype == torch.uint8
+    fit(make_model(data), data, dataclasses.replace(config, steps=9), checkpoint_path=tmp_path / "c.pt", tag="t",
+        resume=True)
+    assert load_checkpoint(tmp_path / "c.pt")["step"] == 9
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from .gates import SQRT_GATE_FLOOR, GateFunction, sqrt_gate
+from .gates import SQRT_GATE_FLOOR, GateFunction, gate_function
 
 
 def gate_slope(function: GateFunction, pre: Tensor, value: Tensor) -> Tensor:
@@ -69,7 +69,7 @@ class GatedProduct(torch.autograd.Function):
     def forward(ctx: FunctionCtx, y: Tensor, u: Tensor, weight: Tensor, bias: Tensor,
                 function: GateFunction, scale: float, relu: bool, inplace: bool) -> Tensor:
         pre = u * weight + bias  # (B or 1, C); not addcmul, whose fused rounding UnitGate.forward lacks
-        value = torch.sigmoid(pre) if function is GateFunction.SIGMOID else sqrt_gate(pre)
+        value = gate_function(function, pre)
         gate = value if scale == 1.0 else value * scale
         gate_view = gate.view(gate.shape + (1,) * (y.dim() - 2))
         if inplace and y._base is None and not (y.is_leaf and y.requires_grad) \
