@@ -23,7 +23,7 @@ timeout 240 $PY -m pytest -q -p no:cacheprovider $workers tests 2>&1 | tee "$OUT
 for precision in 32 16-mixed bf16-mixed; do  # defaults in fp32; a shorter run for the mixed precisions
   steps=$([ "$precision" = 32 ] && echo 1800 || echo 600)
   rm -rf "/tmp/cuda_run_$precision"
-  timeout 100 $PY -m mrvae run --out "/tmp/cuda_run_$precision" --train.device cuda --train.precision "$precision" \
+  timeout 100 $PY -m mrvae.cli run --out "/tmp/cuda_run_$precision" --train.device cuda --train.precision "$precision" \
     --train.steps "$steps" > "$OUT_DIR/run_$precision.log" 2>&1
   echo "mrvae run --train.precision $precision --train.steps $steps: exit $?"; tail -15 "$OUT_DIR/run_$precision.log"
 done

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from mrvae.baselines import run_sweep
+from mrvae.runs.baselines import run_sweep
 from mrvae.config import Method, RunConfig
-from mrvae.pipeline import curve_for, load_run_data, prepare_run_dir, train_method
+from mrvae.runs.pipeline import curve_for, load_run_data, prepare_run_dir, train_method
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

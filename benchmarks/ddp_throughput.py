@@ -30,9 +30,9 @@ def worker(args: argparse.Namespace) -> None:
 
     from mrvae.config import ModelConfig, TrainConfig
     from mrvae.data import load_data
-    from mrvae.distributed import current
+    from mrvae.training.distributed import current
     from mrvae.models.registry import build_model
-    from mrvae.train import fit
+    from mrvae.training.loop import fit
 
     torch.set_num_threads(1)
     data = load_data("digits")

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from mrvae.baselines import run_sweep
+from mrvae.runs.baselines import run_sweep
 from mrvae.cli import main as mrvae_main
 from mrvae.config import BaselineConfig, DataConfig, Method, RunConfig
-from mrvae.pipeline import load_run_data, prepare_run_dir
+from mrvae.runs.pipeline import load_run_data, prepare_run_dir
 
 
 def seed_gaps(seed: int, threads: int) -> dict:

@@ -3,7 +3,7 @@
 Two architectures: a user's CNN VAE written with no knowledge of mrvae (28×28, Conv 16-32 / ConvT 32-16,
 converted with ``make_multirate``) and the library's default ``MLPVAE`` on (1, 8, 8). For each, three
 models run interleaved in one process (their order rotates every repeat) after a warm-up: the MR-VAE
-(gates live), the same MR-VAE folded at β = 0.5 by ``mrvae.export.fold``, and the plain model (the
+(gates live), the same MR-VAE folded at β = 0.5 by ``mrvae.convert.export.fold``, and the plain model (the
 user's class / conditioning ``none``). One step is a forward pass of a batch under ``torch.no_grad``.
 The folded / plain ratio should be ≈ 1 (folding leaves no extra work); gated / plain is for reference.
 
@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from mrvae import BetaRange, MLPVAE, ModelConditioning
-from mrvae.convert import make_multirate, paper_exclude
-from mrvae.export import fold
+from mrvae.convert.multirate import make_multirate, paper_exclude
+from mrvae.convert.export import fold
 from mrvae.layers import Conditioning
 
 BETA = 0.5

@@ -31,18 +31,18 @@ from pathlib import Path
 
 import torch
 
-from mrvae.baselines import run_sweep
+from mrvae.runs.baselines import run_sweep
 from mrvae.beta import baseline_betas
-from mrvae.comparison import COLUMNS, Comparison, rows_from_curve
+from mrvae.runs.comparison import COLUMNS, Comparison, rows_from_curve
 from mrvae.config import (BaselineConfig, DataConfig, EvalConfig, Method, ModelConfig, RunConfig, TrainConfig,
                           to_dict)
-from mrvae.curves import RDCurve
+from mrvae.evaluation.curves import RDCurve
 from mrvae.data import load_data
 from mrvae.data.base import ArrayDataset, DataSplits
 from mrvae.data.errors import DataError
-from mrvae.evaluate import evaluate_at
-from mrvae.pipeline import RunDir, curve_for, prepare_run_dir, train_method
-from mrvae.plotting import plot_rd_curves
+from mrvae.evaluation.evaluate import evaluate_at
+from mrvae.runs.pipeline import RunDir, curve_for, prepare_run_dir, train_method
+from mrvae.report.plotting import plot_rd_curves
 
 PAPER_TABLE2 = {"MNIST ResNet": (89.63, 87.89), "MNIST CNN": (96.35, 93.51),
                 "Omniglot ResNet": (111.07, 107.78), "Omniglot CNN": (114.73, 110.98)}

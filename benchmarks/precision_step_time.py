@@ -22,7 +22,7 @@ import torch
 from mrvae.config import ModelConfig, Precision, TrainConfig
 from mrvae.data import load_data
 from mrvae.models.registry import build_model
-from mrvae.train import fit
+from mrvae.training.loop import fit
 
 
 def step_times(precision: Precision, data, args: argparse.Namespace) -> list[float]:

@@ -4,7 +4,7 @@ Data: dsprites-like (procedural 64×64 sprites on dSprites' factor grid, with it
 per image). Model: ``TCVAE`` (an MLP VAE, default hidden 256-256, 10 latents, Bernoulli, minibatch-
 weighted sampling) trained through ``pipeline.train_method``: the MR-β-TCVAE draws one β per example
 log-uniformly in [0.1, 10] (the paper's β-TCVAE range); each β-TCVAE has conditioning ``none`` and a
-fixed β; every model gets the same number of steps. MIG (``mrvae.disentanglement``, 20 equal-width
+fixed β; every model gets the same number of steps. MIG (``mrvae.evaluation.mig``, 20 equal-width
 bins, posterior means, all five factors) is measured on a test subset at each β, along with rate and
 distortion. The paper reports the MR-VAE's MIG roughly flat (≈ 0.35–0.45) over β ∈ [0.1, 10] on dSprites
 with a 4096-1200-1200 MLP. Writes ``tcvae_mig.json`` and ``tcvae_mig.png`` into ``--out``.
@@ -34,10 +34,10 @@ from mrvae.beta import BetaRange
 from mrvae.config import BaselineConfig, DataConfig, EvalConfig, Method, ModelConfig, RunConfig, TrainConfig
 from mrvae.data.base import batch_of
 from mrvae.data.dsprites_like import FACTOR_NAMES, load_dsprites_like
-from mrvae.disentanglement import mutual_information_gap
-from mrvae.evaluate import evaluate_at
+from mrvae.evaluation.mig import mutual_information_gap
+from mrvae.evaluation.evaluate import evaluate_at
 from mrvae.models.base import VAE
-from mrvae.pipeline import prepare_run_dir, train_method
+from mrvae.runs.pipeline import prepare_run_dir, train_method
 
 BETA_LOW, BETA_HIGH = 0.1, 10.0
 

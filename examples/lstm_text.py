@@ -9,7 +9,7 @@ import torch
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data import load_data
 from mrvae.models import build_model
-from mrvae.train import fit
+from mrvae.training.loop import fit
 
 
 def main(steps: int = 1500, width: float = 0.25) -> dict[float, list[str]]:

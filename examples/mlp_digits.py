@@ -6,9 +6,9 @@ import torch
 
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data import load_data
-from mrvae.evaluate import evaluate_at
+from mrvae.evaluation.evaluate import evaluate_at
 from mrvae.models import build_model
-from mrvae.train import fit
+from mrvae.training.loop import fit
 
 
 def main(steps: int = 3000, betas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)) -> dict[float, dict[str, float]]:

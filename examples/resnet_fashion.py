@@ -7,9 +7,9 @@ import torch
 from mrvae import Likelihood
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data import ArrayDataset, DataError, DataInfo, DataSplits, load_data
-from mrvae.evaluate import evaluate_at
+from mrvae.evaluation.evaluate import evaluate_at
 from mrvae.models import build_model
-from mrvae.train import fit
+from mrvae.training.loop import fit
 
 
 def main(steps: int = 1000, width: float = 0.25, n_train: int = 10_000, n_test: int = 1000) -> dict[float, dict]:

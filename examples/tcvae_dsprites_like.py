@@ -6,9 +6,9 @@ import torch
 
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data.dsprites_like import load_dsprites_like
-from mrvae.disentanglement import mutual_information_gap
+from mrvae.evaluation.mig import mutual_information_gap
 from mrvae.models import build_model
-from mrvae.train import fit
+from mrvae.training.loop import fit
 
 
 def main(steps: int = 2000, n_train: int = 20_000, n_test: int = 2000) -> dict[float, float]:

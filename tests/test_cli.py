@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mrvae.cli import main
-from mrvae.curves import RDCurve
+from mrvae.evaluation.curves import RDCurve
 
 TINY = ["--data", "synthetic", "--model.hidden", "[16]", "--model.latent_dim", "3", "--train.steps", "30",
         "--train.batch_size", "32", "--train.warmup_steps", "5", "--baseline.steps", "10",
@@ -101,17 +101,17 @@ def test_foreign_architecture_checkpoint_is_refused(tiny_run, tmp_path, capsys):
 
 
 def test_print_config_and_module_entry_point(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mrvae", "run", "--train.steps", "7", "--print_config"],
+    done = subprocess.run([sys.executable, "-m", "mrvae.cli", "run", "--train.steps", "7", "--print_config"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "steps: 7" in done.stdout and "beta_sampling: per-example" in done.stdout
     (tmp_path / "c.yaml").write_text(done.stdout)
-    again = subprocess.run([sys.executable, "-m", "mrvae", "run", "--config", str(tmp_path / "c.yaml"),
+    again = subprocess.run([sys.executable, "-m", "mrvae.cli", "run", "--config", str(tmp_path / "c.yaml"),
                             "--print_config"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout == done.stdout
 
 
 def test_monotonicity_check_of_a_curve():
-    from mrvae.curves import RDCurve
+    from mrvae.evaluation.curves import RDCurve
 
     good = RDCurve("m", "mrvae", [0.1, 1.0, 10.0], {"rate": [5.0, 3.0, 1.0], "distortion": [10.0, 12.0, 15.0]})
     assert good.monotonicity_problems() == []

@@ -1,4 +1,4 @@
-"""Tests for mrvae.convert: a user's VAE made multi-rate, the scoped β context, the training adapter."""
+"""Tests for mrvae.convert.multirate: a user's VAE made multi-rate, the scoped β context, the training adapter."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mrvae.beta import BetaRange
 from mrvae.gates import GateFunction, GateInit
 from mrvae.layers import (Conditioning, ConditionedConv2d, ConditionedConvTranspose2d, ConditionedLinear,
                           ConditioningSpec, ModelConditioning)
-from mrvae.convert import (BetaNotSetError, ConvertedVAE, MultiRateModel, ScopedLayer, beta_context,
+from mrvae.convert.multirate import (BetaNotSetError, ConvertedVAE, MultiRateModel, ScopedLayer, beta_context,
                            execution_order, gateable_layers, last_layer, make_multirate, paper_exclude)
 from mrvae.models import MLPVAE
 from mrvae.objectives import bernoulli_distortion, gaussian_rate

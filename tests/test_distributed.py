@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from mrvae.beta import BetaRange
-from mrvae.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from mrvae.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from mrvae.config import EvalConfig, ModelConfig, TrainConfig
 from mrvae.data import load_data
-from mrvae.distributed import (Backend, DistInfo, all_reduce, backend_for, gather_objects, init_distributed,
+from mrvae.training.distributed import (Backend, DistInfo, all_reduce, backend_for, gather_objects, init_distributed,
                                rank_seed, run_on_main)
-from mrvae.evaluate import evaluate_at, iwae_nll
+from mrvae.evaluation.evaluate import evaluate_at, iwae_nll
 from mrvae.models.registry import build_model
-from mrvae.train import fit
+from mrvae.training.loop import fit
 
 TINY = ModelConfig(latent_dim=3, hidden=(16,), sigma2=1.0)  # σ² = 1: losses near 15 nats, so 1e-4 is meaningful
 # β fixed (low == high) and the reparameterisation noise switched off (z = mean): the objective is then a
@@ -36,9 +36,9 @@ WORKER = textwrap.dedent('''
     from mrvae.beta import BetaRange
     from mrvae.config import EvalConfig, ModelConfig, TrainConfig
     from mrvae.data import load_data
-    from mrvae.evaluate import evaluate_at, iwae_nll
+    from mrvae.evaluation.evaluate import evaluate_at, iwae_nll
     from mrvae.models.registry import build_model
-    from mrvae.train import NonFiniteError, fit
+    from mrvae.training.loop import NonFiniteError, fit
 
     out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
     report = {"world_size": int(os.environ["WORLD_SIZE"])}

@@ -1,4 +1,4 @@
-"""Tests for mrvae.export: gates folded at one β, safetensors + JSON export, pickle-free reload."""
+"""Tests for mrvae.convert.export: gates folded at one β, safetensors + JSON export, pickle-free reload."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from mrvae.beta import BetaRange
-from mrvae.convert import ConvertedVAE, make_multirate
-from mrvae.export import (CONFIG_FILE, WEIGHTS_FILE, export_checkpoint, fold, fold_affine_into, load_exported,
+from mrvae.convert.multirate import ConvertedVAE, make_multirate
+from mrvae.convert.export import (CONFIG_FILE, WEIGHTS_FILE, export_checkpoint, fold, fold_affine_into, load_exported,
                           read_export_config)
 from mrvae.gates import FilmConditioner, GateFunction, UnitGate
 from mrvae.layers import Conditioning, ConditionedLayer, ConditioningSpec, ModelConditioning

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrvae.gate_kernel import GatedProduct, gate_slope, gated_product
+from mrvae.gates import GatedProduct, gate_slope, gated_product
 from mrvae.gates import SQRT_GATE_FLOOR, GateFunction, UnitGate, gate_function, sqrt_gate
 from mrvae.layers import (Conditioning, ConditionedConv2d, ConditionedLinear, ConditionedSequential,
                           ConditioningSpec, _fusable_relus)

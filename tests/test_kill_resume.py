@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mrvae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mrvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mrvae.cli import main
 
 STEPS = 60
@@ -119,7 +119,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, capsys
     out = tmp_path / "killed"
     # 1. A real `python -m mrvae train` process, killed with SIGKILL right after its first checkpoint.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same single thread as this test process
-    process = subprocess.Popen([sys.executable, "-m", "mrvae", *ARGS, "--out", str(out)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "mrvae.cli", *ARGS, "--out", str(out)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(checkpoint_of(out).exists, process)

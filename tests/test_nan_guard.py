@@ -7,13 +7,13 @@ import re
 import pytest
 import torch
 
-from mrvae.checkpoint import load_checkpoint
+from mrvae.training.checkpoint import load_checkpoint
 from mrvae.cli import main
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data import load_data
 from mrvae.models.base import VAE
 from mrvae.models.registry import build_model
-from mrvae.train import MAX_SKIPPED_STEPS, NonFiniteError, fit
+from mrvae.training.loop import MAX_SKIPPED_STEPS, NonFiniteError, fit
 
 TINY = ModelConfig(latent_dim=3, hidden=(16,))
 CLI = ["train", "--data", "synthetic", "--model.hidden", "[16]", "--model.latent_dim", "3", "--train.steps", "12",

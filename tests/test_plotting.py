@@ -1,7 +1,7 @@
 """The RD figure: β labels of β-VAE points that sit on top of each other are merged, never overprinted."""
 
-from mrvae.curves import RDCurve
-from mrvae.plotting import label_groups, plot_rd_curves
+from mrvae.evaluation.curves import RDCurve
+from mrvae.report.plotting import label_groups, plot_rd_curves
 
 
 def test_coinciding_points_share_one_label_and_distant_ones_keep_their_own():

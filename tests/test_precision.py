@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from mrvae.beta import BetaRange
-from mrvae.checkpoint import load_checkpoint
+from mrvae.training.checkpoint import load_checkpoint
 from mrvae.config import ModelConfig, Precision, TrainConfig
 from mrvae.data import load_data
 from mrvae.models.registry import build_model
-from mrvae.runtime import autocast, check_precision, grad_scaler, resolve_device
-from mrvae.train import fit
+from mrvae.training.runtime import autocast, check_precision, grad_scaler, resolve_device
+from mrvae.training.loop import fit
 
 TINY = ModelConfig(latent_dim=4, hidden=(32,))
 

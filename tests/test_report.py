@@ -12,12 +12,12 @@ import torch
 from matplotlib import image as mpimg
 
 from mrvae.cli import main
-from mrvae.curves import RDCurve
+from mrvae.evaluation.curves import RDCurve
 from mrvae.data.base import DataInfo
 from mrvae.objectives import Likelihood
-from mrvae.pipeline import load_trained
-from mrvae.report import build_report
-from mrvae.report_images import (GAP_PX, MIN_TILE_PX, Display, decode_at, display_for, encode_png, heatmap,
+from mrvae.runs.pipeline import load_trained
+from mrvae.report.build import build_report
+from mrvae.report.images import (GAP_PX, MIN_TILE_PX, Display, decode_at, display_for, encode_png, heatmap,
                                  tile_strip)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mrvae.cli import main
-from mrvae.curves import RDCurve
+from mrvae.evaluation.curves import RDCurve
 from mrvae.data.catalog import CATALOG, DEBIAN_FASHION_MNIST_DIR
 
 FOLDER = Path(os.environ.get("MRVAE_FASHION_MNIST_DIR", str(DEBIAN_FASHION_MNIST_DIR)))

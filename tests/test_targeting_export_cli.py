@@ -8,12 +8,12 @@ import torch
 from mrvae.beta import BetaRange
 from mrvae.cli import main
 from mrvae.config import ModelConfig, TrainConfig
-from mrvae.curves import RDCurve
+from mrvae.evaluation.curves import RDCurve
 from mrvae.data import load_data
-from mrvae.evaluate import evaluate_at
+from mrvae.evaluation.evaluate import evaluate_at
 from mrvae.models.registry import build_model
-from mrvae.targeting import TargetError, beta_for_distortion, beta_for_rate
-from mrvae.train import fit
+from mrvae.evaluation.targeting import TargetError, beta_for_distortion, beta_for_rate
+from mrvae.training.loop import fit
 
 TINY = ["--data", "digits", "--model.hidden", "[32]", "--model.latent_dim", "4", "--train.steps", "200",
         "--train.batch_size", "64", "--train.warmup_steps", "10", "--baseline.steps", "20",
@@ -80,8 +80,8 @@ def test_curve_target_rate_cli(yoto_run, tmp_path, capsys):
 
 
 def test_export_cli_folds_the_gates_at_beta(yoto_run, tmp_path, capsys):
-    from mrvae.export import load_exported
-    from mrvae.pipeline import load_trained
+    from mrvae.convert.export import load_exported
+    from mrvae.runs.pipeline import load_trained
 
     out = tmp_path / "exported"
     assert main(["export", str(yoto_run), "--beta", "0.5", "--out", str(out)]) == 0

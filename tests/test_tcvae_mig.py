@@ -12,7 +12,7 @@ from scipy.stats import norm
 from sklearn.metrics import mutual_info_score
 
 from mrvae.beta import BetaRange
-from mrvae.disentanglement import (Discretisation, discrete_entropy, discrete_mutual_information, discretise,
+from mrvae.evaluation.mig import (Discretisation, discrete_entropy, discrete_mutual_information, discretise,
                                    mutual_information_gap)
 from mrvae.layers import ModelConditioning
 from mrvae.models.tcvae import TCEstimator, TCVAE, pairwise_log_density, tc_decomposition

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from mrvae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mrvae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data import load_data
 from mrvae.models.registry import build_model
-from mrvae.train import NonFiniteError, batch_indices, fit, kl_weight, learning_rate_factor
+from mrvae.training.loop import NonFiniteError, batch_indices, fit, kl_weight, learning_rate_factor
 
 TINY = ModelConfig(latent_dim=3, hidden=(16,))
 
@@ -132,7 +132,7 @@ def test_non_finite_loss_stops_with_step_and_term(tmp_path):
 
 def test_beta_vae_runs_keep_the_warmup_steps_of_the_multi_rate_run():
     from mrvae.config import BaselineConfig, Method, RunConfig
-    from mrvae.pipeline import method_train_config
+    from mrvae.runs.pipeline import method_train_config
 
     config = RunConfig(train=TrainConfig(steps=1800, warmup_steps=400), baseline=BaselineConfig(steps=600))
     baseline = method_train_config(config, Method.BETA_VAE, 0.5)
@@ -143,7 +143,7 @@ def test_beta_vae_runs_keep_the_warmup_steps_of_the_multi_rate_run():
 
 
 def test_a_cpu_run_leaves_cuda_alone_even_where_cuda_is_available(tmp_path, monkeypatch):
-    from mrvae.checkpoint import rng_state, set_rng_state
+    from mrvae.training.checkpoint import rng_state, set_rng_state
 
     def touched(*args, **kwargs):
         raise AssertionError("a CPU run touched CUDA's RNG")

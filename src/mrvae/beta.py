@@ -5,18 +5,38 @@ range (PAPER.md §2): with ``m = (log a + log b)/2`` and ``h = (log b - log a)/2
 ``u = √3·(log β - m)/h``, so a log-uniform β gives ``u`` uniform on [-√3, √3]
 with mean 0 and variance 1. A range with ``low == high`` is a fixed β (β-VAE baselines);
 its ``u`` is identically 0.
+
+``Choice`` (the enum base of every named option in mrvae, parsed from its value or name) lives here,
+at the bottom of the import graph, because β's sampling mode is the first of them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import Tensor
-from .choices import Choice
 
 SQRT3 = math.sqrt(3.0)
+
+
+class Choice(str, Enum):
+    """A string enum whose members can also be looked up by name, case-insensitively
+    (``GateFunction("sqrt")`` and ``GateFunction("SQRT")`` are the same member)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Choice | None:
+        if isinstance(value, str):
+            for member in cls:
+                if value.lower() in (member.name.lower(), member.value.lower()):
+                    return member
+        raise ValueError(f"{value!r} is not a valid {cls.__name__}; choose one of: "
+                         f"{', '.join(m.value for m in cls)}")
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class BetaSampling(Choice):

@@ -14,7 +14,7 @@ import yaml
 from .beta import BetaRange, BetaSampling, baseline_betas
 from .gates import GateFunction, GateInit
 from .layers import Conditioning, ModelConditioning
-from .choices import Choice
+from .beta import Choice
 
 
 class Method(Choice):

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
-from .gate_kernel import GatedProduct
+from .gates import GatedProduct
 from .gates import FilmConditioner, GateFunction, GateInit, UnitGate
-from .choices import Choice
+from .beta import Choice
 
 
 class Conditioning(Choice):

@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .choices import Choice
+from .beta import Choice
 
 LOG_2PI = math.log(2.0 * math.pi)
 

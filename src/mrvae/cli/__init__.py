@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..checkpoint import CheckpointError
-    from ..train import NonFiniteError
+    from ..training.checkpoint import CheckpointError
+    from ..training.loop import NonFiniteError
     from .commands import COMMANDS
     from .parser import build_parser
 

@@ -7,18 +7,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..baselines import run_sweep
-from ..comparison import Comparison, rows_from_curve, rows_from_model
+from ..runs.baselines import run_sweep
+from ..runs.comparison import Comparison, rows_from_curve, rows_from_model
 from ..config import Method, RunConfig, from_dict, to_dict
-from ..curves import RDCurve
-from ..distributed import is_main_process
-from ..evaluate import evaluate_curve
-from ..export import export_checkpoint
-from ..pipeline import (RunDir, curve_for, data_info_dict, load_run_data, load_trained, prepare_run_dir,
+from ..evaluation.curves import RDCurve
+from ..training.distributed import is_main_process
+from ..evaluation.evaluate import evaluate_curve
+from ..convert.export import export_checkpoint
+from ..runs.pipeline import (RunDir, curve_for, data_info_dict, load_run_data, load_trained, prepare_run_dir,
                         train_method)
-from ..plotting import plot_rd_curves
-from ..report import build_report
-from ..targeting import beta_for_distortion, beta_for_rate
+from ..report.plotting import plot_rd_curves
+from ..report.build import build_report
+from ..evaluation.targeting import beta_for_distortion, beta_for_rate
 from .data_command import check_dataset, download_dataset, list_datasets
 
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .beta import BetaRange
-from .config import EvalConfig
-from .curves import RDCurve
-from .evaluate import evaluate_at
-from .models.base import VAE
+from ..beta import BetaRange
+from ..config import EvalConfig
+from ..evaluation.curves import RDCurve
+from ..evaluation.evaluate import evaluate_at
+from ..models.base import VAE
 
 COLUMNS = ("rate", "distortion", "beta_objective")
 

@@ -11,13 +11,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from . import distributed
-from .beta import BetaRange
-from .config import EvalConfig
+from ..training import distributed
+from ..beta import BetaRange
+from ..config import EvalConfig
 from .curves import RDCurve
-from .data.base import batch_of
-from .models.base import VAE
-from .objectives import iwae_bound
+from ..data.base import batch_of
+from ..models.base import VAE
+from ..objectives import iwae_bound
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 

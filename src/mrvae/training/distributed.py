@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .choices import Choice
+from ..beta import Choice
 from .runtime import resolve_device
 
 T = TypeVar("T")

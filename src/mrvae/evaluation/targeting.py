@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass
 from torch.utils.data import Dataset
 
-from .beta import BetaRange
-from .choices import Choice
-from .config import EvalConfig
+from ..beta import BetaRange
+from ..beta import Choice
+from ..config import EvalConfig
 from .evaluate import evaluate_at
-from .models.base import VAE
+from ..models.base import VAE
 
 
 class TargetError(ValueError):

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from .comparison import COLUMNS, Comparison
-from .config import RunConfig, load_yaml
-from .curves import CurveFormatError, RDCurve
-from .data.base import DataSplits
-from .pipeline import RunDir
-from .report_images import Display, MethodImages, Picture, RunImages, data_uri, run_images
-from .report_page import page
-from .report_plots import ReportFigure, report_figures
+from ..runs.comparison import COLUMNS, Comparison
+from ..config import RunConfig, load_yaml
+from ..evaluation.curves import CurveFormatError, RDCurve
+from ..data.base import DataSplits
+from ..runs.pipeline import RunDir
+from .images import Display, MethodImages, Picture, RunImages, data_uri, run_images
+from .page import page
+from .figures import ReportFigure, report_figures
 
 REPORT_NAME = "report.html"
 #: The pictures beside the slider are shown this much larger than in the static tables.
@@ -257,7 +257,7 @@ def _versions() -> dict[str, str]:
     import numpy
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     return {"mrvae": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "numpy": numpy.__version__, "matplotlib": matplotlib.__version__}

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .beta import BetaRange
-from .checkpoint import CheckpointError
-from .choices import Choice
-from .config import Method, RunConfig
-from .data.base import DataInfo, DataSplits, batch_of
-from .models.base import VAE
-from .pipeline import load_trained
+from ..beta import BetaRange
+from ..training.checkpoint import CheckpointError
+from ..beta import Choice
+from ..config import Method, RunConfig
+from ..data.base import DataInfo, DataSplits, batch_of
+from ..models.base import VAE
+from ..runs.pipeline import load_trained
 
 #: Smallest displayed tile side in pixels (8×8 digits are upscaled ×5 by pixel repetition).
 MIN_TILE_PX = 40
@@ -210,7 +210,7 @@ def run_images(root: Path, config: RunConfig, betas: list[float], num_examples: 
                data: DataSplits | None = None) -> RunImages:
     """Pictures of the run in ``root``: ``num_examples`` fixed test examples, every multi-rate model
     (MR-VAE, YOTO) at each of ``betas``, and each β-VAE checkpoint of the sweep at its own β."""
-    from .pipeline import RunDir, load_run_data
+    from ..runs.pipeline import RunDir, load_run_data
 
     if num_examples < 1:
         raise ValueError(f"num_examples must be >= 1, got {num_examples}")

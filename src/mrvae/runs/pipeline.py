@@ -5,7 +5,7 @@ Layout of a run directory::
     config.yaml                 the resolved RunConfig
     metrics.jsonl               training metrics of every method, one JSON object per line
     checkpoints/mrvae.pt        one checkpoint per trained model (beta-vae/beta=0.01.pt for the sweep)
-    curves/mrvae.json           RD-curve JSON per method (see mrvae.curves)
+    curves/mrvae.json           RD-curve JSON per method (see mrvae.evaluation.curves)
     comparison.json             the per-β table of every method at the baseline βs
     plots/rd_curve.png          the rate-distortion figure
 """
@@ -21,16 +21,16 @@ from typing import Any
 
 import torch
 
-from .beta import BetaRange
-from .checkpoint import CheckpointError, load_checkpoint, load_model_state
-from .config import Method, RunConfig, TrainConfig, from_dict, load_yaml, save_yaml, to_dict
-from .curves import RDCurve
-from .data import DataInfo, DataSplits, load_data
-from .distributed import init_distributed, run_on_main
-from .evaluate import evaluate_curve
-from .models.base import VAE
-from .models.registry import build_model
-from .train import FitResult, fit
+from ..beta import BetaRange
+from ..training.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from ..config import Method, RunConfig, TrainConfig, from_dict, load_yaml, save_yaml, to_dict
+from ..evaluation.curves import RDCurve
+from ..data import DataInfo, DataSplits, load_data
+from ..training.distributed import init_distributed, run_on_main
+from ..evaluation.evaluate import evaluate_curve
+from ..models.base import VAE
+from ..models.registry import build_model
+from ..training.loop import FitResult, fit
 
 LogFn = Callable[[str], None]
 

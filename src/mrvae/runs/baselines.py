@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import time
 
-from .config import Method, RunConfig, to_dict
-from .curves import RDCurve
-from .data import DataSplits
-from .evaluate import evaluate_at, iwae_nll
+from ..config import Method, RunConfig, to_dict
+from ..evaluation.curves import RDCurve
+from ..data import DataSplits
+from ..evaluation.evaluate import evaluate_at, iwae_nll
 from .pipeline import LogFn, RunDir, method_train_config, train_method
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .config import Precision
+from ..config import Precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:

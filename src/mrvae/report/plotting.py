@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .curves import RDCurve
+from ..evaluation.curves import RDCurve
 
 STYLE = {"mrvae": {"color": "C0", "label": "MR-VAE (one run)"},
          "yoto": {"color": "C2", "label": "YOTO-style FiLM (one run)"},

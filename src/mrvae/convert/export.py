@@ -25,11 +25,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .beta import BetaRange
-from .convert import ConvertedVAE, MultiRateModel, ScopedLayer
-from .gates import FilmConditioner, UnitGate
-from .layers import BetaConditioned, Conditioning, ConditionedLayer
-from .models import VAE, LinearVAE
+from ..beta import BetaRange
+from .multirate import ConvertedVAE, MultiRateModel, ScopedLayer
+from ..gates import FilmConditioner, UnitGate
+from ..layers import BetaConditioned, Conditioning, ConditionedLayer
+from ..models import VAE, LinearVAE
 
 EXPORT_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -215,7 +215,7 @@ def export_checkpoint(model: nn.Module, beta: float, beta_range: BetaRange | Non
         if not isinstance(value, Tensor):
             raise TypeError(f"state entry {key!r} is a {type(value).__name__}, not a tensor; cannot export it")
         state[key] = value.detach().to("cpu").contiguous().clone()
-    from . import __version__
+    from .. import __version__
 
     converted = isinstance(model, (MultiRateModel, ConvertedVAE)) or any(isinstance(m, ScopedLayer)
                                                                          for m in inner.modules())

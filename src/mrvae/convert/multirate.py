@@ -21,9 +21,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .beta import BetaRange
-from .layers import BetaConditioned, Conditioning, ConditionedLayer, ConditioningSpec, ModelConditioning
-from .objectives import beta_objective
+from ..beta import BetaRange
+from ..layers import BetaConditioned, Conditioning, ConditionedLayer, ConditioningSpec, ModelConditioning
+from ..objectives import beta_objective
 
 #: Layer types the converter can gate (one gate per output unit / output channel).
 GATEABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,

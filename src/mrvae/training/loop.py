@@ -15,13 +15,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__
+from .. import __version__
 from .checkpoint import (CheckpointError, check_checkpoint_folder, estimate_checkpoint_bytes, load_checkpoint,
                          load_model_state, rng_state, save_checkpoint, set_rng_state)
-from .config import TrainConfig, to_dict
-from .data.base import DataSplits, batch_of
+from ..config import TrainConfig, to_dict
+from ..data.base import DataSplits, batch_of
 from .distributed import DistInfo, Reduce, all_reduce, gather_objects, init_distributed, rank_seed, run_on_main
-from .models.base import VAE
+from ..models.base import VAE
 from .runtime import autocast, check_precision, grad_scaler
 
 LogFn = Callable[[str], None]
@@ -227,7 +227,7 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, *, checkpoint_path: s
     JSON line tagged ``tag`` and passed to ``log``; ``progress_bar`` shows a tqdm bar instead.
     ``on_step(step, model)`` is called on every rank after each optimiser step.
 
-    Under ``torchrun`` (see ``mrvae.distributed``) each of the N ranks trains on its own
+    Under ``torchrun`` (see ``mrvae.training.distributed``) each of the N ranks trains on its own
     ``batch_size`` examples of a global batch of ``batch_size·N`` with its own random stream
     (``rank_seed``); DDP averages the gradients, so all ranks hold the same weights. Metrics are
     averaged over ranks; rank 0 alone writes checkpoints and metrics and calls ``log``.

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .curves import RDCurve
+from ..evaluation.curves import RDCurve
 from .plotting import STYLE
 
 FIGSIZE = (5.6, 3.9)

@@ -1,0 +1,5 @@
+"""``python -m mrvae.cli``: the same as the ``mrvae`` command."""
+
+from . import main
+
+raise SystemExit(main())

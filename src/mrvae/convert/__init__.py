@@ -1,0 +1,1 @@
+"""Make a user's own VAE multi-rate, fold its gates at one β, export it."""

@@ -1,0 +1,1 @@
+"""Evaluation: rate and distortion at fixed β, RD-curve files, β targeting, MIG."""

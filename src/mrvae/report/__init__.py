@@ -1,0 +1,1 @@
+"""The run report: figures, pictures and the HTML page, read from a run folder."""
