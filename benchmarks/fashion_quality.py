@@ -42,7 +42,7 @@ from mrvae.data.base import ArrayDataset, DataSplits
 from mrvae.data.errors import DataError
 from mrvae.evaluation.evaluate import evaluate_at
 from mrvae.runs.pipeline import RunDir, curve_for, prepare_run_dir, train_method
-from mrvae.report.plotting import plot_rd_curves
+from mrvae.report.figures import plot_rd_curves
 
 PAPER_TABLE2 = {"MNIST ResNet": (89.63, 87.89), "MNIST CNN": (96.35, 93.51),
                 "Omniglot ResNet": (111.07, 107.78), "Omniglot CNN": (114.73, 110.98)}
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace, run_root: Path) -> dict:
     started, cpu = time.perf_counter(), time.process_time()
     fitted = train_method(config, data, run_dir, Method.MRVAE, log=log)
     mr_curve = curve_for(fitted, config, data, Method.MRVAE)
-    mr_points = [evaluate_at(fitted.model, data.test, b, config.train.beta_range, config.eval) for b in betas]
+    mr_points = [evaluate_at(fitted.model, data.test, b, config.eval) for b in betas]
     comparison.rows["mrvae"] = [{c: p[c] for c in COLUMNS} for p in mr_points]
     comparison.wall_time_s["mrvae"] = time.perf_counter() - started
     mr_train, mr_cpu = fitted.wall_time_s, time.process_time() - cpu

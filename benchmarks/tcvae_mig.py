@@ -59,7 +59,7 @@ def measure(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange, co
     """MIG (with per-factor gaps), rate, distortion and active units of ``model`` at β on ``dataset``."""
     codes = posterior_means(model, dataset, beta, beta_range)
     mig = mutual_information_gap(codes, dataset.factors)
-    point = evaluate_at(model, dataset, beta, beta_range, config)
+    point = evaluate_at(model, dataset, beta, config)
     return {"mig": mig.mig, "per_factor": dict(zip(FACTOR_NAMES, mig.per_factor.tolist())),
             "rate": point["rate"], "distortion": point["distortion"], "active_units": point["active_units"]}
 

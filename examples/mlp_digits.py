@@ -18,7 +18,7 @@ def main(steps: int = 3000, betas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)) -
     model = build_model(ModelConfig(arch="mlp", latent_dim=16, hidden=(256, 256)), data.info, "gate", len(data.train))
     train = TrainConfig(steps=steps, batch_size=128, lr=3e-3, warmup_steps=min(200, steps // 10), device="cpu")
     fit(model, data, train)  # β ~ log-uniform on [0.01, 10], one per example
-    results = {b: evaluate_at(model, data.test, b, train.beta_range) for b in betas}  # one model, any β
+    results = {b: evaluate_at(model, data.test, b) for b in betas}  # one model, any β
     for b, r in results.items():
         print(f"β={b:<6g} rate {r['rate']:6.2f}  distortion {r['distortion']:6.2f}, active {r['active_units']:.0f}")
     return results

@@ -7,6 +7,7 @@ import torch
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data.dsprites_like import load_dsprites_like
 from mrvae.evaluation.mig import mutual_information_gap
+from mrvae.beta import BetaRange
 from mrvae.models import build_model
 from mrvae.training.loop import fit
 
@@ -16,7 +17,8 @@ def main(steps: int = 2000, n_train: int = 20_000, n_test: int = 2000) -> dict[f
     torch.manual_seed(0)
     data = load_dsprites_like(num_train=n_train, num_valid=0, num_test=n_test)  # factors: shape, scale, angle, x, y
     config = ModelConfig(arch="tcvae", latent_dim=10, hidden=(256, 256))
-    model = build_model(config, data.info, "gate", len(data.train))  # objective: D + MI + β·TC + dim-wise KL
+    # objective: D + MI + β·TC + dim-wise KL
+    model = build_model(config, data.info, "gate", len(data.train), BetaRange(0.1, 10.0))
     train = TrainConfig(steps=steps, batch_size=256, lr=1e-3, warmup_steps=steps // 20, beta_low=0.1, beta_high=10.0,
                         device="cpu")
     fit(model, data, train)

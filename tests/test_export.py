@@ -112,7 +112,7 @@ def test_folded_library_models_equal_the_mr_vae_and_load_into_the_plain_architec
         _perturb(model)
         for beta in (0.02, 1.0, 7.0):
             u = RANGE.standardise(torch.full((4, 1), beta))
-            folded = fold(model, beta, RANGE)
+            folded = fold(model, beta)
             want, got = model(x, u, sample=False), folded(x, None, sample=False)
             assert _max_diff((got.output, got.mean, got.log_var), (want.output, want.mean, want.log_var)) <= TOL
         assert not any(isinstance(m, (UnitGate, FilmConditioner)) for m in folded.modules())
@@ -128,7 +128,7 @@ def test_folded_linear_vae_includes_its_beta_dependent_variance():
     _perturb(model)
     x = torch.randn(6, 5)
     u = RANGE.standardise(torch.full((6, 1), 3.0))
-    folded = fold(model, 3.0, RANGE)
+    folded = fold(model, 3.0)
     assert _max_diff(folded.encode(x, None), model.encode(x, u)) <= TOL
     assert _max_diff((folded.decode(x[:, :3], None),), (model.decode(x[:, :3], u),)) <= TOL
     assert float(model.variance_weight.detach().abs().sum()) > 0  # the source model is untouched
@@ -140,7 +140,8 @@ def test_folding_a_batchnorm_inside_a_library_layer_base():
     _perturb(layer)
     layer.eval()
     x, u = torch.randn(3, 2, 5, 5), RANGE.standardise(torch.full((1, 1), 0.7))
-    folded = fold(layer, 0.7, RANGE)
+    layer.beta_range = RANGE  # any module that carries its β range can be folded
+    folded = fold(layer, 0.7)
     assert folded.gate is None and (folded(x) - layer(x, u)).abs().max() <= TOL
 
 
@@ -152,15 +153,12 @@ def test_fold_errors():
     with pytest.raises(TypeError, match="cannot fold a gate into fc\\[-1\\] of type ReLU"):
         fold_affine_into(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), torch.ones(3), None, "fc")
     library = MLPVAE((4,), 2, (8,))
-    with pytest.raises(ValueError, match="needs the beta_range it was trained on"):
-        fold(library, 0.5)
+    with pytest.raises(ValueError, match="a Linear carries no beta_range"):
+        fold(nn.Linear(2, 2), 0.5)
     with pytest.raises(ValueError, match=r"β = 20.0 lies outside the training range \[0.01, 10.0\]"):
-        fold(library, 20.0, RANGE)
+        fold(library, 20.0)
     with pytest.raises(ValueError, match="finite number > 0, got -1.0"):
-        fold(library, -1.0, RANGE)
-    mr = _converted(PAPER_GATES)
-    with pytest.raises(ValueError, match="differs from the converted model's"):
-        fold(mr, 0.5, BetaRange(0.1, 1.0))
+        fold(library, -1.0)
 
 
 def _user_loss(output, x):
@@ -170,7 +168,7 @@ def _user_loss(output, x):
 def test_export_round_trip_of_a_converted_model_is_exact(tmp_path):
     mr = _converted(PAPER_GATES)
     vae = ConvertedVAE(mr, _user_loss)
-    paths = export_checkpoint(vae, 0.5, None, tmp_path, {"latent": 3})
+    paths = export_checkpoint(vae, 0.5, tmp_path, {"latent": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE])
     meta = read_export_config(tmp_path)
     assert meta["source"] == "converted" and meta["beta"] == 0.5 and meta["config"] == {"latent": 3}
@@ -192,11 +190,11 @@ def test_export_round_trip_of_a_library_model_is_exact(tmp_path):
     config = {"data_shape": [1, 4, 4], "latent_dim": 3, "hidden": [8]}
     model = MLPVAE(**config, conditioning=PAPER_GATES)
     _perturb(model)
-    export_checkpoint(model, 2.0, RANGE, tmp_path / "export", config)
+    export_checkpoint(model, 2.0, tmp_path / "export", config)
     assert read_export_config(tmp_path / "export")["source"] == "library"
     loaded = load_exported(tmp_path / "export",
                            lambda c: MLPVAE(**c, conditioning=ModelConditioning(kind=Conditioning.NONE)))
-    reference = fold(model, 2.0, RANGE).state_dict()
+    reference = fold(model, 2.0).state_dict()
     assert all(torch.equal(v, reference[k]) for k, v in loaded.state_dict().items())
     x = torch.rand(2, 1, 4, 4)
     want = model(x, RANGE.standardise(torch.full((2, 1), 2.0)), sample=False).output
@@ -207,7 +205,7 @@ def test_export_round_trip_of_a_library_model_is_exact(tmp_path):
 
 def test_loading_reads_only_safetensors_and_json_never_pickle(tmp_path, monkeypatch):
     mr = _converted(PAPER_GATES)
-    export_checkpoint(mr, 0.1, RANGE, tmp_path, {})
+    export_checkpoint(mr, 0.1, tmp_path, {})
     raw = (tmp_path / WEIGHTS_FILE).read_bytes()
     header_size = struct.unpack("<Q", raw[:8])[0]
     assert json.loads(raw[8:8 + header_size])["__metadata__"] == {"format": "pt"}  # safetensors, not a zip
@@ -225,12 +223,12 @@ def test_loading_reads_only_safetensors_and_json_never_pickle(tmp_path, monkeypa
 def test_export_and_load_errors(tmp_path):
     mr = _converted(PAPER_GATES)
     with pytest.raises(TypeError, match="JSON-serialisable"):
-        export_checkpoint(mr, 0.5, None, tmp_path, {"hidden": {8, 16}})
+        export_checkpoint(mr, 0.5, tmp_path, {"hidden": {8, 16}})
     with pytest.raises(TypeError, match="config must be a dict"):
-        export_checkpoint(mr, 0.5, None, tmp_path, [1])
+        export_checkpoint(mr, 0.5, tmp_path, [1])
     with pytest.raises(ValueError, match="no export at .*config.json is missing"):
         load_exported(tmp_path / "nothing", lambda c: UserNet())
-    export_checkpoint(mr, 0.5, None, tmp_path, {})
+    export_checkpoint(mr, 0.5, tmp_path, {})
     with pytest.raises(ValueError, match=r"do not fit the built UserNet .*missing \['conv.base.bias', .*unexpected \['conv.bias'"):
         load_exported(tmp_path, lambda c: make_multirate(UserNet(), exclude=[]).model)
     with pytest.raises(TypeError, match="build must return an nn.Module"):

@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from mrvae.beta import BetaRange
 from mrvae.training.checkpoint import load_checkpoint
 from mrvae.cli import main
 from mrvae.config import ModelConfig, TrainConfig
@@ -52,9 +53,9 @@ def poison(monkeypatch, at_call: int, term: str) -> None:
     monkeypatch.setattr(VAE, "objective", objective)
 
 
-def model_for(data):
+def model_for(data, beta_range=BetaRange()):
     torch.manual_seed(0)
-    return build_model(TINY, data.info, "gate")
+    return build_model(TINY, data.info, "gate", beta_range=beta_range)
 
 
 def parse_beta_range(message: str) -> tuple[float, float]:
@@ -68,7 +69,7 @@ def test_guard_names_step_term_and_beta_range_and_keeps_the_checkpoint(term, tmp
     snapshots = {}
     config = TrainConfig(steps=10, batch_size=32, warmup_steps=2, checkpoint_every=3, beta_low=0.1, beta_high=5.0)
     poison(monkeypatch, 4, term)
-    model = model_for(data)
+    model = model_for(data, config.beta_range)
     with pytest.raises(NonFiniteError, match=rf"^non-finite {term} at step 4 \(") as caught:
         fit(model, data, config, checkpoint_path=tmp_path / "c.pt",
             on_step=lambda step, m: snapshots.__setitem__(step, [p.detach().clone() for p in m.parameters()]))

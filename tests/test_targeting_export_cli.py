@@ -1,5 +1,6 @@
 """Rate / distortion targeting on a trained model, `mrvae curve --target_rate`, `mrvae export`, YOTO runs."""
 
+import copy
 import json
 
 import pytest
@@ -31,26 +32,27 @@ def trained():
 
 def test_beta_for_rate_and_distortion_hit_their_targets(trained):
     model, data = trained
-    betas = BetaRange()
-    rates = [evaluate_at(model, data.test, b, betas)["rate"] for b in (0.05, 2.0)]
+    rates = [evaluate_at(model, data.test, b)["rate"] for b in (0.05, 2.0)]
     target = 0.5 * (rates[0] + rates[1])
-    found = beta_for_rate(model, data.test, target, betas)
-    measured = evaluate_at(model, data.test, found.beta, betas)["rate"]
+    found = beta_for_rate(model, data.test, target)
+    measured = evaluate_at(model, data.test, found.beta)["rate"]
     assert abs(measured - target) <= 0.01 * target
     assert found.rate == pytest.approx(measured)
-    dists = [evaluate_at(model, data.test, b, betas)["distortion"] for b in (0.05, 2.0)]
+    dists = [evaluate_at(model, data.test, b)["distortion"] for b in (0.05, 2.0)]
     goal = 0.5 * (dists[0] + dists[1])
-    got = beta_for_distortion(model, data.test, goal, betas)
-    assert abs(evaluate_at(model, data.test, got.beta, betas)["distortion"] - goal) <= 0.01 * goal
+    got = beta_for_distortion(model, data.test, goal)
+    assert abs(evaluate_at(model, data.test, got.beta)["distortion"] - goal) <= 0.01 * goal
 
 
 def test_unreachable_targets_state_the_reachable_range(trained):
     model, data = trained
     with pytest.raises(TargetError, match=r"target rate 1e\+06 nats is outside the reachable range \[[0-9.]+, "
                                           r"[0-9.]+\] nats for β in \[0.01, 10\]"):
-        beta_for_rate(model, data.test, 1e6, BetaRange())
+        beta_for_rate(model, data.test, 1e6)
+    single = copy.deepcopy(model)
+    single.beta_range = BetaRange(1.0, 1.0)
     with pytest.raises(TargetError, match="single β"):
-        beta_for_rate(model, data.test, 1.0, BetaRange(1.0, 1.0))
+        beta_for_rate(single, data.test, 1.0)
 
 
 @pytest.fixture(scope="module")

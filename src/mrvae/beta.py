@@ -100,6 +100,26 @@ class BetaRange:
             raise ValueError(f"β must be > 0, got {beta_t[bad].flatten()[0].item()!r}")
         return self.standardise_log(torch.log(beta_t))
 
+    def u_of(self, beta: float | Tensor, device: torch.device | str | None = None,
+             dtype: torch.dtype = torch.float32) -> Tensor:
+        """β as a float, or a (B,) / (B, 1) tensor of values > 0 -> u of shape (1, 1) or (B, 1).
+
+        The one place in mrvae where β becomes the ``u`` that conditioned layers take; a float gives
+        (1, 1), which broadcasts over any batch.
+        """
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, Tensor)):
+            raise TypeError(f"β must be a float or a tensor of shape (B,) or (B, 1), got {beta!r}")
+        beta_t = torch.as_tensor(beta).detach()
+        if beta_t.dim() == 0:
+            beta_t = beta_t.reshape(1, 1)
+        elif beta_t.dim() == 1:
+            beta_t = beta_t.unsqueeze(1)
+        if beta_t.dim() != 2 or beta_t.shape[1] != 1 or beta_t.shape[0] == 0:
+            raise ValueError(f"β must be a float or a tensor of shape (B,) or (B, 1), got shape {tuple(beta_t.shape)}")
+        if not bool(torch.isfinite(beta_t).all()):
+            raise ValueError(f"β must be finite, got {beta_t.flatten().tolist()[:8]}")
+        return self.standardise(beta_t).to(device=device, dtype=dtype)
+
     def unstandardise(self, u: Tensor) -> Tensor:
         """u (any shape) -> β of the same shape (the inverse of ``standardise``)."""
         if self.is_fixed:

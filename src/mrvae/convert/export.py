@@ -128,41 +128,40 @@ def fold_affine_into(module: nn.Module, scale: Tensor, shift: Tensor | None, whe
                              "cannot hold it (use gate conditioning, or a layer with bias=True)")
 
 
-def _unwrap(model: nn.Module) -> tuple[nn.Module, BetaRange | None]:
-    """(the module to fold, the β range it carries): converted models carry theirs."""
+def _unwrap(model: nn.Module) -> tuple[nn.Module, BetaRange]:
+    """(the module to fold, the β range it carries): library VAEs and converted models carry theirs."""
     if isinstance(model, ConvertedVAE):
         model = model.multirate
     if isinstance(model, MultiRateModel):
         return model.model, model.beta_range
     if not isinstance(model, nn.Module):
         raise TypeError(f"fold needs an nn.Module, got {type(model).__name__}")
-    return model, None
+    own = getattr(model, "beta_range", None)
+    if not isinstance(own, BetaRange):
+        raise ValueError(f"a {type(model).__name__} carries no beta_range: fold a mrvae model (VAE), a "
+                         "make_multirate(...) model or a ConvertedVAE, whose β range travels with it")
+    return model, own
 
 
-def _resolve(model: nn.Module, beta: float, beta_range: BetaRange | None) -> tuple[nn.Module, BetaRange, Tensor]:
-    inner, own = _unwrap(model)
-    if own is not None and beta_range is not None and beta_range != own:
-        raise ValueError(f"beta_range {beta_range} differs from the converted model's {own}; pass None or {own}")
-    resolved = own if own is not None else beta_range
-    if resolved is None:
-        raise ValueError(f"folding a {type(inner).__name__} needs the beta_range it was trained on "
-                         "(library models do not store it)")
+def _resolve(model: nn.Module, beta: float) -> tuple[nn.Module, BetaRange, Tensor]:
+    inner, resolved = _unwrap(model)
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
         raise ValueError(f"β to fold at must be a finite number > 0, got {beta!r}")
     if not resolved.contains(float(beta)):
         raise ValueError(f"β = {beta!r} lies outside the training range [{resolved.low}, {resolved.high}]")
-    return inner, resolved, resolved.standardise(torch.tensor([[float(beta)]]))
+    return inner, resolved, resolved.u_of(float(beta))
 
 
-def fold(model: nn.Module, beta: float, beta_range: BetaRange | None = None) -> nn.Module:
+def fold(model: nn.Module, beta: float) -> nn.Module:
     """The model at a fixed β as an ordinary network (a deep copy; ``model`` is untouched).
 
-    Converted models (``MultiRateModel`` / ``ConvertedVAE``, which carry their β range) give the
-    user's own class with plain layers and no mrvae module. Library models (``beta_range`` required)
-    give the same class with every conditioned layer turned to conditioning ``none``: its state dict
-    has exactly the keys of the architecture built with conditioning ``none``.
+    Converted models (``MultiRateModel`` / ``ConvertedVAE``) give the user's own class with plain
+    layers and no mrvae module. Library models give the same class with every conditioned layer turned
+    to conditioning ``none``: its state dict has exactly the keys of the architecture built with
+    conditioning ``none``, and it keeps the β range it was trained for. Both take the β range the
+    model carries.
     """
-    inner, _, u = _resolve(model, beta, beta_range)
+    inner, _, u = _resolve(model, beta)
     folded = copy.deepcopy(inner)
     for name, module in list(folded.named_modules()):
         if is_foldable(module):
@@ -194,13 +193,12 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(temporary, path)
 
 
-def export_checkpoint(model: nn.Module, beta: float, beta_range: BetaRange | None, out_dir: str | os.PathLike,
-                      config: dict) -> ExportPaths:
+def export_checkpoint(model: nn.Module, beta: float, out_dir: str | os.PathLike, config: dict) -> ExportPaths:
     """Fold ``model`` at β and write ``out_dir/model.safetensors`` + ``out_dir/config.json``.
 
     ``config`` (JSON-serialisable) is what ``load_exported``'s ``build`` receives to construct the plain
     model: the model config for library models, the constructor arguments of the user's class for
-    converted ones. ``beta_range`` may be ``None`` for converted models (they carry it).
+    converted ones. The β range written beside the weights is the one the model carries.
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict (JSON object), got {type(config).__name__}")
@@ -208,8 +206,8 @@ def export_checkpoint(model: nn.Module, beta: float, beta_range: BetaRange | Non
         config_text = json.dumps(config)
     except (TypeError, ValueError) as error:
         raise TypeError(f"config must be JSON-serialisable: {error}") from error
-    inner, resolved, u = _resolve(model, beta, beta_range)
-    folded = fold(model, beta, beta_range)
+    inner, resolved, u = _resolve(model, beta)
+    folded = fold(model, beta)
     state: dict[str, Tensor] = {}
     for key, value in folded.state_dict().items():
         if not isinstance(value, Tensor):

@@ -102,23 +102,6 @@ class ScopedLayer(ConditionedLayer):
             return getattr(base, name)
 
 
-def beta_to_u(beta: float | Tensor, beta_range: BetaRange, device: torch.device | None = None) -> Tensor:
-    """β as a float, a (B,) or a (B, 1) tensor (> 0) -> u of shape (1, 1) or (B, 1) on ``device``."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, Tensor)):
-        raise TypeError(f"β must be a float or a tensor of shape (B,) or (B, 1), got {beta!r}")
-    beta_t = torch.as_tensor(beta).detach()
-    if beta_t.dim() == 0:
-        beta_t = beta_t.reshape(1, 1)
-    elif beta_t.dim() == 1:
-        beta_t = beta_t.unsqueeze(1)
-    if beta_t.dim() != 2 or beta_t.shape[1] != 1 or beta_t.shape[0] == 0:
-        raise ValueError(f"β must be a float or a tensor of shape (B,) or (B, 1), got shape {tuple(beta_t.shape)}")
-    if not bool(torch.isfinite(beta_t).all()):
-        raise ValueError(f"β must be finite, got {beta_t.flatten().tolist()[:8]}")
-    u = beta_range.standardise(beta_t)
-    return u.to(device) if device is not None else u
-
-
 class MultiRateModel(nn.Module):
     """A converted user model: ``forward`` is the user's; β is set with ``with mr.beta(b): out = mr(x)``.
 
@@ -139,8 +122,12 @@ class MultiRateModel(nn.Module):
     def beta(self, beta: float | Tensor) -> contextlib.AbstractContextManager[MultiRateModel]:
         """Set β (a float, or (B,) / (B, 1) per-example values) for the block; the previous value
         (``None`` or an outer context's) is restored on exit, exceptions included."""
+        return self.scoped_u(self.u_of(beta))
+
+    def u_of(self, beta: float | Tensor) -> Tensor:
+        """β (a float, or (B,) / (B, 1)) -> u of shape (1, 1) or (B, 1) on the model's device."""
         reference = next(self.parameters(), None)
-        return self.scoped_u(beta_to_u(beta, self.beta_range, reference.device if reference is not None else None))
+        return self.beta_range.u_of(beta, reference.device if reference is not None else None)
 
     @contextlib.contextmanager
     def scoped_u(self, u: Tensor) -> Iterator[MultiRateModel]:
@@ -380,6 +367,10 @@ class ConvertedVAE(nn.Module):
     def beta(self, beta: float | Tensor):
         """The converted model's β context (see ``MultiRateModel.beta``)."""
         return self.multirate.beta(beta)
+
+    def u_of(self, beta: float | Tensor) -> Tensor:
+        """β -> u over this model's ``beta_range`` (see ``MultiRateModel.u_of``)."""
+        return self.multirate.u_of(beta)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The user's forward (needs an active β context)."""

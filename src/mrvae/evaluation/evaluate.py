@@ -12,7 +12,6 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..training import distributed
-from ..beta import BetaRange
 from ..config import EvalConfig
 from .curves import RDCurve
 from ..data.base import batch_of
@@ -37,13 +36,8 @@ def _batch_generator(device: torch.device, seed: int, index: int) -> torch.Gener
     return torch.Generator(device=device).manual_seed((seed * 1_000_003 + index) % 2**64)
 
 
-def _u_for(model: VAE, beta: float, beta_range: BetaRange, batch: int, device: torch.device) -> Tensor:
-    return beta_range.standardise(torch.full((batch, 1), float(beta))).to(device=device, dtype=torch.float32)
-
-
 @torch.no_grad()
-def evaluate_at(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange,
-                config: EvalConfig = EvalConfig()) -> dict[str, float]:
+def evaluate_at(model: VAE, dataset: Dataset, beta: float, config: EvalConfig = EvalConfig()) -> dict[str, float]:
     """Mean over ``dataset`` at one β (same β for every example) -> dict of nats per example:
     rate, distortion (one z sample), beta_objective, neg_elbo (R + D), and active_units (latents whose
     posterior mean varies across examples with variance >= ``ACTIVE_UNIT_THRESHOLD``).
@@ -57,9 +51,9 @@ def evaluate_at(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange
     k = model.latent_dim
     # [rate sum, distortion sum, count, Σ mean (k), Σ mean² (k)], float64 on the CPU
     sums = torch.zeros(3 + 2 * k, dtype=torch.float64)
+    u = model.u_of(float(beta))
     for index, x in _my_batches(dataset, config.batch_size):
         x = x.to(device)
-        u = _u_for(model, beta, beta_range, x.shape[0], device)
         out = model(x, u, _batch_generator(device, config.seed, index))
         means = out.mean.detach().cpu().double()
         sums[0] += out.rate.detach().cpu().double().sum()
@@ -82,7 +76,7 @@ def evaluate_at(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange
 
 
 @torch.no_grad()
-def iwae_nll(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange, num_samples: int,
+def iwae_nll(model: VAE, dataset: Dataset, beta: float, num_samples: int,
              config: EvalConfig = EvalConfig()) -> float:
     """-log p(x) estimated by the IWAE bound with ``num_samples`` samples at β, mean nats per example.
 
@@ -92,7 +86,7 @@ def iwae_nll(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange, n
     sums = torch.zeros(2, dtype=torch.float64)  # [Σ -bound, count]
     for index, x in _my_batches(dataset, max(1, config.batch_size // 4)):
         x = x.to(device)
-        bound = iwae_bound(model, x, _u_for(model, beta, beta_range, x.shape[0], device), num_samples,
+        bound = iwae_bound(model, x, model.u_of(float(beta)), num_samples,
                            generator=_batch_generator(device, config.seed + 1, index))
         sums[0] -= bound.detach().cpu().double().sum()
         sums[1] += x.shape[0]
@@ -102,20 +96,21 @@ def iwae_nll(model: VAE, dataset: Dataset, beta: float, beta_range: BetaRange, n
     return float(sums[0]) / float(sums[1])
 
 
-def evaluate_curve(model: VAE, dataset: Dataset, betas: Sequence[float], beta_range: BetaRange,
-                   config: EvalConfig = EvalConfig(), name: str = "mrvae", kind: str = "mrvae",
-                   run_config: dict[str, Any] | None = None, train_wall_time_s: float = math.nan) -> RDCurve:
-    """One model evaluated at each β in ``betas`` (all inside ``beta_range``) -> an ``RDCurve``,
+def evaluate_curve(model: VAE, dataset: Dataset, betas: Sequence[float], config: EvalConfig = EvalConfig(),
+                   name: str = "mrvae", kind: str = "mrvae", run_config: dict[str, Any] | None = None,
+                   train_wall_time_s: float = math.nan) -> RDCurve:
+    """One model evaluated at each β in ``betas`` (all inside its ``beta_range``) -> an ``RDCurve``,
     with the IWAE NLL at ``config.iwae_beta`` (if inside the range and ``iwae_samples > 0``)."""
     started = time.perf_counter()
+    beta_range = model.beta_range
     outside = [b for b in betas if not beta_range.contains(b)]
     if outside:
         raise ValueError(f"β {outside} outside the model's training range [{beta_range.low}, {beta_range.high}]")
-    rows = [evaluate_at(model, dataset, b, beta_range, config) for b in betas]
+    rows = [evaluate_at(model, dataset, b, config) for b in betas]
     results = {key: [row[key] for row in rows] for key in rows[0]}
     iwae = None
     if config.iwae_samples > 0 and beta_range.contains(config.iwae_beta):
-        iwae = iwae_nll(model, dataset, config.iwae_beta, beta_range, config.iwae_samples, config)
+        iwae = iwae_nll(model, dataset, config.iwae_beta, config.iwae_samples, config)
     summary = {"iwae_nll": iwae, "iwae_beta": config.iwae_beta, "iwae_samples": config.iwae_samples,
                "train_wall_time_s": train_wall_time_s, "eval_wall_time_s": time.perf_counter() - started,
                "num_parameters": sum(p.numel() for p in model.parameters())}

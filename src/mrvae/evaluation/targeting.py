@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from torch.utils.data import Dataset
 
-from ..beta import BetaRange
 from ..beta import Choice
 from ..config import EvalConfig
 from .evaluate import evaluate_at
@@ -34,8 +33,9 @@ class TargetResult:
     evaluations: int
 
 
-def _find_beta(model: VAE, data: Dataset, target: float, quantity: Quantity, beta_range: BetaRange,
-               rel_tol: float, max_iter: int, config: EvalConfig) -> TargetResult:
+def _find_beta(model: VAE, data: Dataset, target: float, quantity: Quantity, rel_tol: float, max_iter: int,
+               config: EvalConfig) -> TargetResult:
+    beta_range = model.beta_range
     if beta_range.is_fixed:
         raise TargetError("this model was trained for a single β; targeting needs a multi-rate model")
     evaluations = 0
@@ -43,7 +43,7 @@ def _find_beta(model: VAE, data: Dataset, target: float, quantity: Quantity, bet
     def at(beta: float) -> dict[str, float]:
         nonlocal evaluations
         evaluations += 1
-        return evaluate_at(model, data, beta, beta_range, config)
+        return evaluate_at(model, data, beta, config)
 
     low, high = at(beta_range.low), at(beta_range.high)
     # rate falls and distortion rises with β: orient so that f(β) increases
@@ -71,15 +71,14 @@ def _find_beta(model: VAE, data: Dataset, target: float, quantity: Quantity, bet
     return TargetResult(beta, point["rate"], point["distortion"], evaluations)
 
 
-def beta_for_rate(model: VAE, data: Dataset, target_nats: float, beta_range: BetaRange,
-                  rel_tol: float = 1e-3, max_iter: int = 40, config: EvalConfig = EvalConfig()) -> TargetResult:
-    """The β in ``beta_range`` at which the model's mean rate on ``data`` is ``target_nats``
+def beta_for_rate(model: VAE, data: Dataset, target_nats: float, rel_tol: float = 1e-3, max_iter: int = 40,
+                  config: EvalConfig = EvalConfig()) -> TargetResult:
+    """The β in the model's ``beta_range`` at which the model's mean rate on ``data`` is ``target_nats``
     (nats per example), by bisection on log β; raises ``TargetError`` stating the reachable range."""
-    return _find_beta(model, data, target_nats, Quantity.RATE, beta_range, rel_tol, max_iter, config)
+    return _find_beta(model, data, target_nats, Quantity.RATE, rel_tol, max_iter, config)
 
 
-def beta_for_distortion(model: VAE, data: Dataset, target_nats: float, beta_range: BetaRange,
-                        rel_tol: float = 1e-3, max_iter: int = 40,
+def beta_for_distortion(model: VAE, data: Dataset, target_nats: float, rel_tol: float = 1e-3, max_iter: int = 40,
                         config: EvalConfig = EvalConfig()) -> TargetResult:
     """The β at which the mean distortion on ``data`` is ``target_nats``; as ``beta_for_rate``."""
-    return _find_beta(model, data, target_nats, Quantity.DISTORTION, beta_range, rel_tol, max_iter, config)
+    return _find_beta(model, data, target_nats, Quantity.DISTORTION, rel_tol, max_iter, config)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..beta import BetaRange
 from ..layers import Conditioning
 from ..objectives import Likelihood, beta_objective, distortion, gaussian_rate
 
@@ -28,12 +29,17 @@ class VAE(nn.Module):
     """Base class: subclasses implement ``encode(x, u)`` and ``decode(z, u)``.
 
     ``u`` is standardised log β, shape (B, 1) (see ``mrvae.beta.BetaRange``); a model with
-    conditioning ``none`` ignores it.
+    conditioning ``none`` ignores it. Every model carries the ``beta_range`` [a, b] it is trained
+    for (a one-point range for a β-VAE); ``u_of(β)`` is the one conversion from β to u, and
+    checkpoints and exports store the range beside the weights.
     """
 
     def __init__(self, latent_dim: int, likelihood: Likelihood | str, sigma2: float,
-                 conditioning: Conditioning | str) -> None:
+                 conditioning: Conditioning | str, beta_range: BetaRange = BetaRange()) -> None:
         super().__init__()
+        if not isinstance(beta_range, BetaRange):
+            raise TypeError(f"beta_range must be a BetaRange, got {type(beta_range).__name__}")
+        self.beta_range = beta_range
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         if not sigma2 > 0:
@@ -42,6 +48,12 @@ class VAE(nn.Module):
         self.likelihood = Likelihood(likelihood)
         self.sigma2 = float(sigma2)
         self.conditioning = Conditioning(conditioning)
+
+    def u_of(self, beta: float | Tensor) -> Tensor:
+        """β (a float, or a (B,) / (B, 1) tensor, inside ``beta_range``) -> u of shape (1, 1) or (B, 1)
+        on the model's device: what the conditioned layers take."""
+        reference = next(self.parameters(), None)
+        return self.beta_range.u_of(beta, None if reference is None else reference.device)
 
     def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:
         """(B, ...) data -> (B, k) mean and (B, k) log-variance of q(z|x)."""
@@ -78,12 +90,13 @@ class VAE(nn.Module):
         output = self.decode(z, u)
         return VAEOutput(output, mean, log_var, z, gaussian_rate(mean, log_var), self.distortion(output, x))
 
-    def objective(self, x: Tensor, beta: Tensor, u: Tensor | None,
+    def objective(self, x: Tensor, beta: Tensor, u: Tensor | None = None,
                   generator: torch.Generator | None = None) -> tuple[Tensor, VAEOutput]:
         """(B, ...) data, (B, 1) β and u -> ((B,) training loss in nats, the forward pass).
 
         The β-VAE objective D + β·R; models with another multi-rate objective (β-TCVAE) override it.
-        ``fit()`` minimises the batch mean of the returned loss.
+        ``u`` defaults to ``u_of(beta)``; it differs from that only when the loss's β is scaled (KL
+        warm-up). ``fit()`` minimises the batch mean of the returned loss.
         """
-        out = self(x, u, generator)
+        out = self(x, self.u_of(beta) if u is None else u, generator)
         return beta_objective(out.distortion, out.rate, beta), out

@@ -157,11 +157,9 @@ class LinearVAE(VAE):
     def __init__(self, data_dim: int, latent_dim: int, sigma2: float = 1.0,
                  conditioning: ModelConditioning = LINEAR_CONDITIONING,
                  beta_range: BetaRange = BetaRange(), init: LinearInit | str = LinearInit.STAGGERED) -> None:
-        super().__init__(latent_dim, Likelihood.GAUSSIAN, sigma2, conditioning.kind)
+        super().__init__(latent_dim, Likelihood.GAUSSIAN, sigma2, conditioning.kind, beta_range)
         if not 1 <= latent_dim <= data_dim:
             raise ValueError(f"need 1 <= latent_dim <= data_dim, got latent_dim={latent_dim}, data_dim={data_dim}")
-        if not isinstance(beta_range, BetaRange):
-            raise TypeError(f"beta_range must be a BetaRange, got {type(beta_range).__name__}")
         self.data_dim = data_dim
         self.encoder_hidden = ConditionedLinear(data_dim, latent_dim, conditioning.encoder())
         self.encoder_mean = nn.Linear(latent_dim, latent_dim)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..gates import FilmConditioner, UnitGate
+from ..beta import BetaRange
 from ..layers import (BetaConditioned, Conditioning, ConditionedLinear, ConditioningSpec, ModelConditioning,
                       check_u)
 from ..objectives import Likelihood, categorical_distortion, gaussian_rate
@@ -70,8 +71,8 @@ class LSTMVAE(VAE):
 
     def __init__(self, vocab_size: int, latent_dim: int = 32, embedding_dim: int = 256, hidden_dim: int = 256,
                  pad_index: int = 0, bos_index: int = 1, eos_index: int = 2,
-                 conditioning: ModelConditioning = ModelConditioning()) -> None:
-        super().__init__(latent_dim, Likelihood.CATEGORICAL, 1.0, conditioning.kind)
+                 conditioning: ModelConditioning = ModelConditioning(), beta_range: BetaRange = BetaRange()) -> None:
+        super().__init__(latent_dim, Likelihood.CATEGORICAL, 1.0, conditioning.kind, beta_range)
         if vocab_size < 2 or embedding_dim < 1 or hidden_dim < 1:
             raise ValueError(f"need vocab_size >= 2, embedding_dim >= 1 and hidden_dim >= 1, got "
                              f"{vocab_size}, {embedding_dim}, {hidden_dim}")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..beta import BetaRange
 from ..layers import ConditionedLinear, ConditionedSequential, ModelConditioning
 from ..objectives import Likelihood
 from .base import VAE
@@ -32,8 +33,8 @@ class MLPVAE(VAE):
     def __init__(self, data_shape: Sequence[int], latent_dim: int = 16, hidden: Sequence[int] = (256, 256),
                  likelihood: Likelihood | str = Likelihood.BERNOULLI, sigma2: float = 1.0,
                  conditioning: ModelConditioning = ModelConditioning(),
-                 activation: type[nn.Module] = nn.ReLU) -> None:
-        super().__init__(latent_dim, likelihood, sigma2, conditioning.kind)
+                 activation: type[nn.Module] = nn.ReLU, beta_range: BetaRange = BetaRange()) -> None:
+        super().__init__(latent_dim, likelihood, sigma2, conditioning.kind, beta_range)
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of sizes >= 1, got {list(hidden)!r}")
         self.data_shape = tuple(int(s) for s in data_shape)

@@ -27,7 +27,8 @@ def _sigma2(config: ModelConfig, info: DataInfo) -> float:
 
 def _mlp(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
          beta_range: BetaRange) -> VAE:
-    return MLPVAE(info.shape, config.latent_dim, config.hidden, info.likelihood, _sigma2(config, info), conditioning)
+    return MLPVAE(info.shape, config.latent_dim, config.hidden, info.likelihood, _sigma2(config, info), conditioning,
+                  beta_range=beta_range)
 
 
 def _linear(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
@@ -39,13 +40,14 @@ def _linear(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning
 
 def _conv(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
           beta_range: BetaRange) -> VAE:
-    return ConvVAE(info.shape, config.latent_dim, config.width, info.likelihood, _sigma2(config, info), conditioning)
+    return ConvVAE(info.shape, config.latent_dim, config.width, info.likelihood, _sigma2(config, info), conditioning,
+                   beta_range)
 
 
 def _resnet(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
             beta_range: BetaRange) -> VAE:
     return ResNetVAE(info.shape, config.latent_dim, config.width, info.likelihood, _sigma2(config, info),
-                     conditioning)
+                     conditioning, beta_range)
 
 
 def _lstm(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
@@ -55,13 +57,14 @@ def _lstm(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, 
     from ..data.text import BOS_INDEX, EOS_INDEX, PAD_INDEX
 
     size = max(1, round(256 * config.width))
-    return LSTMVAE(info.vocab_size, config.latent_dim, size, size, PAD_INDEX, BOS_INDEX, EOS_INDEX, conditioning)
+    return LSTMVAE(info.vocab_size, config.latent_dim, size, size, PAD_INDEX, BOS_INDEX, EOS_INDEX, conditioning,
+                   beta_range)
 
 
 def _tcvae(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
            beta_range: BetaRange) -> VAE:
     return TCVAE(num_train, info.shape, config.latent_dim, config.hidden, info.likelihood, _sigma2(config, info),
-                 conditioning)
+                 conditioning, beta_range=beta_range)
 
 
 ARCHITECTURES: dict[str, Builder] = {"mlp": _mlp, "linear": _linear, "conv": _conv, "resnet": _resnet,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..beta import BetaRange
 from ..layers import (BetaConditioned, ConditionedConv2d, ConditionedSequential, ConditioningSpec,
                       ModelConditioning)
 from ..objectives import Likelihood
@@ -47,10 +48,11 @@ class ResNetVAE(ImageVAE):
 
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), latent_dim: int | None = None,
                  width: float = 1.0, likelihood: Likelihood | str | None = None, sigma2: float = 1.0,
-                 conditioning: ModelConditioning = ModelConditioning()) -> None:
+                 conditioning: ModelConditioning = ModelConditioning(), beta_range: BetaRange = BetaRange()) -> None:
         shape = check_image_shape(input_shape)
         super().__init__(default_latent_dim(shape) if latent_dim is None else latent_dim,
-                         default_likelihood(shape) if likelihood is None else likelihood, sigma2, conditioning.kind)
+                         default_likelihood(shape) if likelihood is None else likelihood, sigma2, conditioning.kind,
+                         beta_range)
         self.input_shape = shape
         self.width = check_width(width)
         channels, size = shape[0], shape[1]

@@ -26,6 +26,7 @@ from enum import Enum
 import torch
 from torch import Tensor
 
+from ..beta import BetaRange
 from ..layers import ModelConditioning
 from ..objectives import LOG_2PI, Likelihood, log_standard_normal
 from .base import VAEOutput
@@ -100,8 +101,8 @@ class TCVAE(MLPVAE):
     def __init__(self, dataset_size: int, data_shape: Sequence[int] = (1, 64, 64), latent_dim: int = 10,
                  hidden: Sequence[int] = (1200, 1200), likelihood: Likelihood | str = Likelihood.BERNOULLI,
                  sigma2: float = 1.0, conditioning: ModelConditioning = ModelConditioning(),
-                 estimator: TCEstimator | str = TCEstimator.MWS) -> None:
-        super().__init__(data_shape, latent_dim, hidden, likelihood, sigma2, conditioning)
+                 estimator: TCEstimator | str = TCEstimator.MWS, beta_range: BetaRange = BetaRange(0.1, 10.0)) -> None:
+        super().__init__(data_shape, latent_dim, hidden, likelihood, sigma2, conditioning, beta_range=beta_range)
         if isinstance(dataset_size, bool) or not isinstance(dataset_size, int) or dataset_size < 2:
             raise ValueError(f"dataset_size must be an int >= 2, got {dataset_size!r}")
         self.dataset_size = dataset_size
@@ -111,10 +112,10 @@ class TCVAE(MLPVAE):
         """The MI / TC / dimension-wise KL terms (B,) of a forward pass, in nats."""
         return tc_decomposition(out.z, out.mean, out.log_var, self.dataset_size, self.estimator)
 
-    def objective(self, x: Tensor, beta: Tensor, u: Tensor | None,
+    def objective(self, x: Tensor, beta: Tensor, u: Tensor | None = None,
                   generator: torch.Generator | None = None) -> tuple[Tensor, VAEOutput]:
         """(B, ...) data, (B, 1) β and u -> ((B,) D + MI + β·TC + dim-wise KL in nats, the forward pass)."""
-        out = self(x, u, generator)
+        out = self(x, self.u_of(beta) if u is None else u, generator)
         terms = self.decomposition(out)
         beta_t = torch.as_tensor(beta, dtype=out.rate.dtype, device=out.rate.device)
         if beta_t.dim() == 2 and beta_t.shape[1] == 1:

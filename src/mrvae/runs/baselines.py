@@ -9,7 +9,7 @@ from ..config import Method, RunConfig, to_dict
 from ..evaluation.curves import RDCurve
 from ..data import DataSplits
 from ..evaluation.evaluate import evaluate_at, iwae_nll
-from .pipeline import LogFn, RunDir, method_train_config, train_method
+from .pipeline import LogFn, RunDir, train_method
 
 
 def nearest_beta(betas: list[float], target: float) -> float:
@@ -34,10 +34,9 @@ def run_sweep(config: RunConfig, data: DataSplits, run: RunDir, resume: bool = F
                               progress_bar=progress_bar)
         train_time += result.wall_time_s
         started = time.perf_counter()
-        fixed = method_train_config(config, Method.BETA_VAE, beta).beta_range
-        rows.append(evaluate_at(result.model, data.test, beta, fixed, config.eval))
+        rows.append(evaluate_at(result.model, data.test, beta, config.eval))
         if beta == iwae_beta and config.eval.iwae_samples > 0:
-            iwae = iwae_nll(result.model, data.test, beta, fixed, config.eval.iwae_samples, config.eval)
+            iwae = iwae_nll(result.model, data.test, beta, config.eval.iwae_samples, config.eval)
         eval_time += time.perf_counter() - started
         num_parameters = sum(p.numel() for p in result.model.parameters())
     results = {key: [row[key] for row in rows] for key in rows[0]}

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..beta import BetaRange
 from ..config import EvalConfig
 from ..evaluation.curves import RDCurve
 from ..evaluation.evaluate import evaluate_at
@@ -61,12 +60,11 @@ class Comparison:
         return "\n".join(lines)
 
 
-def rows_from_model(model: VAE, dataset: Any, betas: list[float], beta_range: BetaRange,
-                    config: EvalConfig) -> list[dict[str, float]]:
+def rows_from_model(model: VAE, dataset: Any, betas: list[float], config: EvalConfig) -> list[dict[str, float]]:
     """Evaluate one multi-rate model at each β -> rows of rate, distortion, β-objective."""
     rows = []
     for beta in betas:
-        point = evaluate_at(model, dataset, beta, beta_range, config)
+        point = evaluate_at(model, dataset, beta, config)
         rows.append({c: point[c] for c in COLUMNS})
     return rows
 

@@ -154,9 +154,13 @@ class TrainedModel:
     model: VAE
     config: RunConfig
     method: Method
-    beta_range: BetaRange
     info: DataInfo
     wall_time_s: float
+
+    @property
+    def beta_range(self) -> BetaRange:
+        """The β range the model was trained for (the model carries it)."""
+        return self.model.beta_range
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
@@ -170,17 +174,17 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
                         raw.get("description", ""))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} lacks the run settings needed to rebuild its model ({exc})") from exc
-    train = TrainConfig(**state["train_config"])
-    model = build_model(config.model, info, method.conditioning, int(state.get("num_train", 2)), train.beta_range)
+    beta_range = BetaRange(*state["beta_range"]) if "beta_range" in state else TrainConfig(**state["train_config"]).beta_range
+    model = build_model(config.model, info, method.conditioning, int(state.get("num_train", 2)), beta_range)
     load_model_state(model, state["model"], path)
     model.to(device).eval()
-    return TrainedModel(model, config, method, train.beta_range, info, float(state.get("wall_time_s", 0.0)))
+    return TrainedModel(model, config, method, info, float(state.get("wall_time_s", 0.0)))
 
 
 def curve_for(trained: FitResult, config: RunConfig, data: DataSplits, method: Method) -> RDCurve:
     """Evaluate an MR-VAE / YOTO model on the test split at the run's β grid -> RDCurve."""
-    grid = config.train.beta_range.grid(config.eval.num_betas).tolist()
-    return evaluate_curve(trained.model, data.test, grid, config.train.beta_range, config.eval, name=method.value,
+    grid = trained.model.beta_range.grid(config.eval.num_betas).tolist()
+    return evaluate_curve(trained.model, data.test, grid, config.eval, name=method.value,
                           kind=method.value, run_config=to_dict(config), train_wall_time_s=trained.wall_time_s)
 
 

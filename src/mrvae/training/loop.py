@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import __version__
 from .checkpoint import (CheckpointError, check_checkpoint_folder, estimate_checkpoint_bytes, load_checkpoint,
                          load_model_state, rng_state, save_checkpoint, set_rng_state)
+from ..beta import BetaRange
 from ..config import TrainConfig, to_dict
 from ..data.base import DataSplits, batch_of
 from .distributed import DistInfo, Reduce, all_reduce, gather_objects, init_distributed, rank_seed, run_on_main
@@ -110,7 +111,7 @@ class _Trainer:
         self.precision = check_precision(device, config.precision)
         self.scaler = grad_scaler(device, self.precision)
         self.generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, info.rank))
-        self.beta_range = config.beta_range
+        self.beta_range = _model_beta_range(model, config)
         self.step = 0
         self.skipped_in_a_row = 0
         self.wall_time_s = 0.0
@@ -179,7 +180,7 @@ class _Trainer:
         if self.data.train_transform is not None:
             x = self.data.train_transform(x, self.generator)
         beta = self.beta_range.sample(x.shape[0], self.generator, config.beta_sampling).to(self.device)
-        u = self.beta_range.standardise(beta)
+        u = self.model.u_of(beta)
         self.model.train()
         with autocast(self.device, self.precision):
             per_example, rate, distortion = self.objective(x, beta * kl_weight(self.step, config), u, self.generator)
@@ -198,6 +199,18 @@ class _Trainer:
             self.scheduler.step()
         self.step += 1
         return {"loss": loss.detach(), "rate": rate, "distortion": distortion}
+
+
+def _model_beta_range(model: VAE, config: TrainConfig) -> BetaRange:
+    """The β range training samples from: the model's own, which must be the one ``config`` asks for."""
+    own = getattr(model, "beta_range", None)
+    if not isinstance(own, BetaRange):
+        raise TypeError(f"{type(model).__name__} carries no beta_range; mrvae models and converted models do")
+    if own != config.beta_range:
+        raise ValueError(f"the model was built for β in [{own.low:g}, {own.high:g}] but the training settings ask "
+                         f"for [{config.beta_low:g}, {config.beta_high:g}]; build the model with "
+                         f"beta_range=BetaRange({config.beta_low:g}, {config.beta_high:g}) or change the settings")
+    return own
 
 
 def _check_parameters_finite(model: VAE, step: int) -> None:
@@ -255,7 +268,8 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, *, checkpoint_path: s
         if log:
             log(f"[{tag}] resumed from {checkpoint_path} at step {trainer.step}")
 
-    extra = {"package_version": __version__, "tag": tag, "train_config": to_dict(config), **(checkpoint_extra or {})}
+    extra = {"package_version": __version__, "tag": tag, "train_config": to_dict(config),
+             "beta_range": [trainer.beta_range.low, trainer.beta_range.high], **(checkpoint_extra or {})}
 
     def checkpoint() -> None:
         if checkpoint_path is not None:
