@@ -1,7 +1,8 @@
-"""The RD figure: β labels of β-VAE points that sit on top of each other are merged, never overprinted."""
+"""RD figures (`mrvae plot` / `mrvae run` and the report): β labels of β-VAE points that sit on top of each
+other are merged, never overprinted."""
 
 from mrvae.evaluation.curves import RDCurve
-from mrvae.report.plotting import label_groups, plot_rd_curves
+from mrvae.report.figures import label_groups, plot_rd_curves, report_figures
 
 
 def test_coinciding_points_share_one_label_and_distant_ones_keep_their_own():
@@ -30,3 +31,21 @@ def test_the_figure_is_drawn_with_merged_labels(tmp_path, monkeypatch):
     path = plot_rd_curves([sweep], tmp_path / "rd.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert annotations == ["β=1", "β=4.64, 10"]
+
+
+def test_the_report_figure_merges_labels_the_same_way(monkeypatch):
+    from matplotlib.figure import Figure
+
+    annotations = {}
+    original = Figure.savefig
+
+    def capture(fig, path, **kwargs):
+        annotations[len(annotations)] = [t.get_text() for ax in fig.axes for t in ax.texts]
+        return original(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", capture)
+    sweep = RDCurve("beta-vae", "beta-vae", [1.0, 4.642, 10.0],
+                    {"rate": [3.4, 0.002, 0.0], "distortion": [20.3, 27.25, 27.26]})
+    figures = report_figures([sweep])
+    assert [f.key for f in figures] == ["rd", "rate", "distortion"]  # no active units in this curve
+    assert annotations == {0: ["β=1", "β=4.64, 10"], 1: [], 2: []}

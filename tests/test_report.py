@@ -15,10 +15,11 @@ from mrvae.cli import main
 from mrvae.evaluation.curves import RDCurve
 from mrvae.data.base import DataInfo
 from mrvae.objectives import Likelihood
-from mrvae.runs.pipeline import load_trained
+from mrvae.runs.pipeline import RunDir, load_trained
+from mrvae.runs.pictures import (GAP_PX, MIN_TILE_PX, Display, display_for, encode_png, heatmap, tile_strip,
+                                 write_pictures)
 from mrvae.report.build import build_report
-from mrvae.report.images import (GAP_PX, MIN_TILE_PX, Display, decode_at, display_for, encode_png, heatmap,
-                                 tile_strip)
+from mrvae.report.images import data_uri
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HALF_ULP = 0.0005 + 1e-9  # numbers are printed with 3 decimals
@@ -108,30 +109,50 @@ def test_run_writes_the_report_and_every_image_decodes(digits_run, page):
     assert {a["id"] for a in page.find("section")} == {"curves", "table", "pictures", "numbers", "run"}
 
 
-def test_pictures_are_the_models_decodings(digits_run, page):
-    """A second computation: decode the same examples through the checkpoint and compare pixels."""
+def _run_data(run_dir):
     from mrvae.config import load_yaml
     from mrvae.data import load_data
 
-    config = load_yaml(digits_run / "config.yaml")
-    data = load_data("digits", seed=config.data.seed)
+    config = load_yaml(run_dir / "config.yaml")
+    return config, load_data("digits", seed=config.data.seed)
+
+
+@torch.no_grad()
+def _decode(model, x, z, beta, beta_range):
+    """A second computation of the pictures' decodings: u from the run's β range (not ``model.u_of``)."""
+    u = beta_range.standardise(torch.full((x.shape[0], 1), float(beta))).to(torch.float32)
+    mean, _ = model.encode(x, u)
+    return model.mean_output(model.decode(mean, u)), model.mean_output(model.decode(z, u))
+
+
+def test_pictures_are_the_models_decodings(digits_run, page):
+    """A second computation: decode the same examples through the checkpoint and compare the pixels of
+    the files the run wrote (and the page shows)."""
+    config, data = _run_data(digits_run)
     order = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(0))[:8]
     x = data.test.data[order]
     trained = load_trained(digits_run / "checkpoints" / "yoto.pt")
     z = torch.randn(8, trained.model.latent_dim, generator=torch.Generator().manual_seed(1))
     betas = config.train.beta_range.grid(NUM_BETAS).tolist()
+    pictures = digits_run / "pictures"
+    index = json.loads((pictures / "index.json").read_text())
+    (yoto,) = [s for s in index["series"] if s["method"] == "yoto"]
+    assert yoto["betas"] == pytest.approx(betas) and index["seed"] == 0 and index["num_examples"] == 8
+
     def grey_and_alpha(uri):  # matplotlib reads a grey + alpha PNG as RGBA
         pixels = decode_png(uri)
         np.testing.assert_array_equal(pixels[..., 0], pixels[..., 2])
         return pixels[..., [0, 3]]
 
+    assert page.find("img", alt="test examples")[0]["src"] == data_uri((pictures / "examples.png").read_bytes())
     shown_examples = grey_and_alpha(page.find("img", alt="test examples")[0]["src"])
     np.testing.assert_allclose(shown_examples, tile_strip(x, 0.0, 1.0) / 255.0, atol=1e-6)
     for index in (0, NUM_BETAS - 1):
-        recon, sample = decode_at(trained.model, x, z, betas[index], trained.beta_range)
+        recon, sample = _decode(trained.model, x, z, betas[index], config.train.beta_range)
         for kind, expected in (("recon", recon), ("sample", sample)):
-            shown = grey_and_alpha(page.find("img", id=f"img-yoto-{kind}-{index}")[0]["src"])
-            np.testing.assert_allclose(shown, tile_strip(expected, 0.0, 1.0) / 255.0, atol=1e-6)
+            src = page.find("img", id=f"img-yoto-{kind}-{index}")[0]["src"]
+            assert src == data_uri((pictures / "yoto" / f"{kind}-{index}.png").read_bytes())
+            np.testing.assert_allclose(grey_and_alpha(src), tile_strip(expected, 0.0, 1.0) / 255.0, atol=1e-6)
     low = page.find("img", id="img-yoto-recon-0")[0]["src"]
     assert low != page.find("img", id=f"img-yoto-recon-{NUM_BETAS - 1}")[0]["src"], "β changes the decoding"
 
@@ -189,8 +210,15 @@ def test_same_seed_same_bytes_other_seed_other_examples(digits_run, page, tmp_pa
     assert main(["report", str(digits_run), "--out", str(tmp_path / "again.html")]) == 0
     assert f"report written to {tmp_path / 'again.html'}" in capsys.readouterr().out
     assert (tmp_path / "again.html").read_bytes() == (digits_run / "report.html").read_bytes()
-    assert main(["report", str(digits_run), "--out", str(tmp_path / "other.html"), "--seed", "5",
-                 "--num_examples", "3"]) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_run, copy)
+    config, data = _run_data(copy)
+    write_pictures(RunDir(copy), config, data)  # the run's own choice again: the same bytes
+    for path in sorted((digits_run / "pictures").rglob("*")):
+        if path.is_file():
+            assert (copy / path.relative_to(digits_run)).read_bytes() == path.read_bytes(), path
+    write_pictures(RunDir(copy), config, data, num_examples=3, seed=5)
+    assert main(["report", str(copy), "--out", str(tmp_path / "other.html")]) == 0
     other = Page((tmp_path / "other.html").read_text(encoding="utf-8"))
     examples = decode_png(other.find("img", alt="test examples")[0]["src"])
     assert examples.shape[:2] == (MIN_TILE_PX, 3 * MIN_TILE_PX + 2 * GAP_PX)
@@ -207,9 +235,45 @@ def test_broken_curve_file_is_noted_and_errors_are_clear(digits_run, tmp_path, c
     with pytest.raises(ValueError, match="no config.yaml"):
         build_report(tmp_path / "empty")
     with pytest.raises(ValueError, match="num_examples must be >= 1, got 0"):
-        build_report(copy, num_examples=0)
+        write_pictures(RunDir(copy), *_run_data(copy), num_examples=0)
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_a_run_folder_without_pictures_still_renders(digits_run, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(digits_run, copy)
+    (copy / "pictures" / "yoto" / "recon-0.png").unlink()
+    html = build_report(copy).read_text(encoding="utf-8")
+    assert "pictures/index.json could not be read" in html and "FileNotFoundError" in html
+    assert len(Page(html).find("img")) == 4, "the four figures, no pictures"
+    shutil.rmtree(copy / "pictures")
+    html = build_report(copy).read_text(encoding="utf-8")
+    old = Page(html)
+    assert "has no pictures/index.json" in html and not old.find("input", id="beta-slider")
+    assert len(old.find("img")) == 4, "the four figures, no pictures"
+    assert {a["id"] for a in old.find("section")} == {"curves", "table", "pictures", "numbers", "run"}
+
+
+def test_the_report_reads_files_and_imports_no_model_code():
+    """'Results are files': no module of mrvae.report imports training, runs, models, convert or checkpoints."""
+    import ast
+    from pathlib import Path
+
+    import mrvae.report
+
+    forbidden = ("training", "runs", "models", "convert", "checkpoint", "torch")
+    folder = Path(mrvae.report.__file__).parent
+    modules = sorted(folder.glob("*.py"))
+    assert {m.name for m in modules} >= {"build.py", "figures.py", "images.py", "page.py"}
+    for module in modules:
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                assert not any(part in forbidden for part in name.split(".")), f"{module.name} imports {name}"
+    assert (folder / "report.html").is_file(), "the page template ships beside the modules"
 
 
 def test_display_follows_the_data_shape():

@@ -16,8 +16,9 @@ from ..evaluation.evaluate import evaluate_curve
 from ..convert.export import export_checkpoint
 from ..runs.pipeline import (RunDir, curve_for, data_info_dict, load_run_data, load_trained, prepare_run_dir,
                         train_method)
-from ..report.plotting import plot_rd_curves
+from ..report.figures import plot_rd_curves
 from ..report.build import build_report
+from ..runs.pictures import write_pictures
 from ..evaluation.targeting import beta_for_distortion, beta_for_rate
 from .data_command import check_dataset, download_dataset, list_datasets
 
@@ -77,6 +78,7 @@ def _write_run_outputs(run: RunDir, curves: dict[Method, RDCurve], comparison: C
                        config: RunConfig) -> None:
     comparison.save(run.comparison)
     plot_rd_curves(list(curves.values()), run.plot, title=f"{data.info.name}: {config.model.arch} VAE")
+    pictures = write_pictures(run, config, data)
     print(comparison.format_table())
     for method, curve in curves.items():
         if method is not Method.BETA_VAE:
@@ -84,8 +86,8 @@ def _write_run_outputs(run: RunDir, curves: dict[Method, RDCurve], comparison: C
             verdict = "rate non-increasing and distortion non-decreasing in β (within 1 %)" if not problems \
                 else "not monotone: " + "; ".join(problems[:3])
             print(f"{method.value} curve: {verdict}")
-    print(f"curves: {run.root / 'curves'}  plot: {run.plot}  metrics: {run.metrics}")
-    print(f"report: {build_report(run.root, data=data)}")
+    print(f"curves: {run.root / 'curves'}  plot: {run.plot}  pictures: {pictures.parent}  metrics: {run.metrics}")
+    print(f"report: {build_report(run.root)}")
 
 
 def cmd_train(args: Any) -> int:
@@ -201,7 +203,7 @@ def cmd_export(args: Any) -> int:
 
 def cmd_report(args: Any) -> int:
     """Write the self-contained HTML report of a run directory."""
-    path = build_report(args.run_dir, args.out, num_examples=args.num_examples, seed=args.seed)
+    path = build_report(args.run_dir, args.out)
     print(f"report written to {path}")
     return 0
 

@@ -84,8 +84,6 @@ def build_parser() -> ArgumentParser:
                             exit_on_error=False)
     report.add_argument("run_dir", type=str, help="the run directory (written by mrvae run)")
     report.add_argument("--out", type=str | None, default=None, help="HTML path (default: RUN_DIR/report.html)")
-    report.add_argument("--num_examples", type=int, default=8, help="test examples and prior samples drawn")
-    report.add_argument("--seed", type=int, default=0, help="seed choosing the examples and the prior samples")
     sub.add_subcommand("report", report, help="write the HTML report of a run")
 
     data = ArgumentParser(description="List, check and download the data sets.", exit_on_error=False)
