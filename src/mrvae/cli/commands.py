@@ -62,8 +62,7 @@ def cmd_run(args: Any) -> int:
             result = train_method(config, data, run, method, resume=args.resume, log=log,
                                   progress_bar=_progress(args))
             curve = curve_for(result, config, data, method)
-            comparison.rows[method.value] = rows_from_model(result.model, data.test, comparison.betas,
-                                                            config.train.beta_range, config.eval)
+            comparison.rows[method.value] = rows_from_model(result.model, data.test, comparison.betas, config.eval)
         curves[method] = curve
         comparison.wall_time_s[method.value] = round(time.perf_counter() - started, 2)
         if main_process:
@@ -140,8 +139,7 @@ def cmd_curve(args: Any) -> int:
                               iwae_samples=eval_config.iwae_samples if args.iwae_samples is None else args.iwae_samples)
     data = load_run_data(config)
     grid = trained.beta_range.grid(eval_config.num_betas).tolist()
-    curve = evaluate_curve(trained.model, data.test, grid, trained.beta_range, eval_config,
-                           name=trained.method.value, kind=trained.method.value, run_config=to_dict(config),
+    curve = evaluate_curve(trained.model, data.test, grid, eval_config, name=trained.method.value, kind=trained.method.value, run_config=to_dict(config),
                            train_wall_time_s=trained.wall_time_s)
     out = Path(args.out) if args.out else path.parent.parent / "curves" / f"{trained.method.value}.json"
     curve.save(out)
@@ -151,7 +149,7 @@ def cmd_curve(args: Any) -> int:
     targets = ((args.target_rate, beta_for_rate, "rate"), (args.target_distortion, beta_for_distortion, "distortion"))
     for target, find, name in targets:
         if target is not None:
-            found = find(trained.model, data.test, target, trained.beta_range, config=eval_config)
+            found = find(trained.model, data.test, target, config=eval_config)
             print(f"target {name} {target:g} nats: β = {found.beta:.6g} (rate {found.rate:.4f}, "
                   f"distortion {found.distortion:.4f} nats; {found.evaluations} evaluations)")
     return 0
@@ -196,7 +194,7 @@ def cmd_export(args: Any) -> int:
                          f"[{trained.beta_range.low:g}, {trained.beta_range.high:g}]")
     config = {"run_config": to_dict(trained.config), "method": trained.method.value,
               "data_info": data_info_dict(trained.info), "checkpoint": str(path)}
-    paths = export_checkpoint(trained.model, args.beta, trained.beta_range, args.out, config)
+    paths = export_checkpoint(trained.model, args.beta, args.out, config)
     print(f"exported {trained.method.value} at β = {args.beta:g}: {paths.weights} and {paths.config}")
     return 0
 
