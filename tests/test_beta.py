@@ -161,3 +161,9 @@ def test_contains_uses_a_relative_tolerance():
     beta_range = BetaRange(0.01, 10.0)
     assert beta_range.contains(0.01) and beta_range.contains(10.0 * (1 + 1e-12))
     assert not beta_range.contains(0.0099) and not beta_range.contains(10.01)
+
+
+@pytest.mark.parametrize("low, high", [(1e-40, 1.0), (0.01, 1e300), (1e31, 1e32)])
+def test_beta_range_refuses_values_float32_training_cannot_hold(low, high):
+    with pytest.raises(ValueError, match=r"is outside \[1e-30, 1e\+30\]: β·R and log β must stay finite"):
+        BetaRange(low, high)

@@ -21,6 +21,10 @@ from torch import Tensor
 
 SQRT3 = math.sqrt(3.0)
 
+#: The β values mrvae accepts: β·R must not overflow float32 (max 3.4e38) for rates up to 1e8 nats,
+#: and β must stay a normal float32 number.
+BETA_MIN, BETA_MAX = 1e-30, 1e30
+
 
 class Choice(str, Enum):
     """A string enum whose members can also be looked up by name, case-insensitively
@@ -60,6 +64,9 @@ class BetaRange:
                 raise TypeError(f"BetaRange.{name} must be a number, got {value!r}")
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"BetaRange.{name} must be a finite number > 0, got {value!r}")
+            if not BETA_MIN <= value <= BETA_MAX:
+                raise ValueError(f"BetaRange.{name} = {value!r} is outside [{BETA_MIN:g}, {BETA_MAX:g}]: β·R and "
+                                 f"log β must stay finite in float32 training")
         if self.low > self.high:
             raise ValueError(
                 f"BetaRange needs low <= high, got low={self.low!r} > high={self.high!r}"
