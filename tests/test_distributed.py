@@ -20,7 +20,7 @@ from mrvae.training.distributed import (Backend, DistInfo, all_reduce, backend_f
                                rank_seed, run_on_main)
 from mrvae.evaluation.evaluate import evaluate_at, iwae_nll
 from mrvae.models.registry import build_model
-from mrvae.training.loop import fit
+from mrvae.training.loop import FitFiles, fit
 
 TINY = ModelConfig(latent_dim=3, hidden=(16,), sigma2=1.0)  # σ² = 1: losses near 15 nats, so 1e-4 is meaningful
 # β fixed (low == high) and the reparameterisation noise switched off (z = mean): the objective is then a
@@ -38,7 +38,8 @@ WORKER = textwrap.dedent('''
     from mrvae.data import load_data
     from mrvae.evaluation.evaluate import evaluate_at, iwae_nll
     from mrvae.models.registry import build_model
-    from mrvae.training.loop import NonFiniteError, fit
+    from mrvae.training.loop import FitFiles, fit
+    from mrvae.training.trainer import NonFiniteError
 
     out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
     report = {"world_size": int(os.environ["WORLD_SIZE"])}
@@ -56,8 +57,7 @@ WORKER = textwrap.dedent('''
         report.setdefault("hashes", []).append(hashlib.sha256(flat.numpy().tobytes()).hexdigest())
 
     config = TrainConfig(batch_size=16, **json.loads(sys.argv[2]))
-    model = fit(tiny_model(), data, config, checkpoint_path=out / "ddp.pt", metrics_path=out / "metrics.jsonl",
-                on_step=digest).model
+    model = fit(tiny_model(), data, config, FitFiles(out / "ddp.pt", out / "metrics.jsonl"), on_step=digest).model
     eval_config = EvalConfig(**json.loads(sys.argv[3]))
     report["eval"] = evaluate_at(model, data.test, 0.5, eval_config)
     report["iwae"] = iwae_nll(model, data.test, 0.5, 3, eval_config)
@@ -74,7 +74,7 @@ WORKER = textwrap.dedent('''
         return loss, out_
     poisoned.objective = objective
     try:
-        fit(poisoned, data, config, checkpoint_path=out / "poisoned.pt")
+        fit(poisoned, data, config, FitFiles(out / "poisoned.pt"))
     except NonFiniteError as exc:
         report["nan_message"] = str(exc)
 
@@ -135,7 +135,7 @@ def test_ddp_checkpoint_loads_in_one_process_and_matches_a_one_process_run(ddp_r
     assert digest(loaded) == r0["hashes"][-1]
 
     # One process with the whole global batch (32) against two ranks of 16 each.
-    single = fit(tiny_model(data), data, TrainConfig(batch_size=32, **FIXED), metrics_path=tmp_path / "m.jsonl").model
+    single = fit(tiny_model(data), data, TrainConfig(batch_size=32, **FIXED), FitFiles(metrics=tmp_path / "m.jsonl")).model
     ddp_losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     one_losses = [json.loads(line)["loss"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert len(ddp_losses) == len(one_losses) == FIXED["steps"]  # rank 0 alone wrote metrics
@@ -196,14 +196,14 @@ def test_single_process_fallbacks():
 def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
     data = load_data("synthetic")
     config = TrainConfig(steps=2, batch_size=32, device="cpu")
-    fit(build_model(TINY, data.info, "gate"), data, config, checkpoint_path=tmp_path / "c.pt")
+    fit(build_model(TINY, data.info, "gate"), data, config, FitFiles(tmp_path / "c.pt"))
     state = load_checkpoint(tmp_path / "c.pt")
     assert state["world_size"] == 1 and len(state["rank_rng"]) == 1
     state["world_size"] = 2
     torch.save(state, tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match=r"c\.pt was written by 2 process\(es\) and this run has 1: resume"):
         fit(build_model(TINY, data.info, "gate"), data, TrainConfig(steps=4, batch_size=32, device="cpu"),
-            checkpoint_path=tmp_path / "c.pt", resume=True)
+            FitFiles(tmp_path / "c.pt", resume=True))
 
 
 def test_rank_seeds_give_each_rank_its_own_beta_stream():

@@ -14,7 +14,8 @@ from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data import load_data
 from mrvae.models.base import VAE
 from mrvae.models.registry import build_model
-from mrvae.training.loop import MAX_SKIPPED_STEPS, NonFiniteError, fit
+from mrvae.training.loop import FitFiles, fit
+from mrvae.training.trainer import MAX_SKIPPED_STEPS, NonFiniteError
 
 TINY = ModelConfig(latent_dim=3, hidden=(16,))
 CLI = ["train", "--data", "synthetic", "--model.hidden", "[16]", "--model.latent_dim", "3", "--train.steps", "12",
@@ -71,7 +72,7 @@ def test_guard_names_step_term_and_beta_range_and_keeps_the_checkpoint(term, tmp
     poison(monkeypatch, 4, term)
     model = model_for(data, config.beta_range)
     with pytest.raises(NonFiniteError, match=rf"^non-finite {term} at step 4 \(") as caught:
-        fit(model, data, config, checkpoint_path=tmp_path / "c.pt",
+        fit(model, data, config, FitFiles(tmp_path / "c.pt"),
             on_step=lambda step, m: snapshots.__setitem__(step, [p.detach().clone() for p in m.parameters()]))
     low, high = parse_beta_range(str(caught.value))
     assert 0.1 <= low < high <= 5.0  # the range of that batch's per-example β draws
@@ -109,7 +110,7 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path):
 
     with pytest.raises(NonFiniteError, match=r"non-finite parameters after step 4 \(.*not checkpointed"):
         fit(model_for(data), data, TrainConfig(steps=10, batch_size=32, checkpoint_every=2),
-            checkpoint_path=tmp_path / "c.pt", on_step=corrupt)
+            FitFiles(tmp_path / "c.pt"), on_step=corrupt)
     state = load_checkpoint(tmp_path / "c.pt")
     assert state["step"] == 2 and all(bool(torch.isfinite(t).all()) for t in state["model"].values())
 
@@ -136,7 +137,7 @@ def test_fp16_scaler_skips_a_few_overflowing_steps_but_stops_when_they_persist(t
     seen = {}
     with monkeypatch.context() as patch:
         patch.setattr(VAE, "objective", transient)
-        fit(model, data, config, checkpoint_path=tmp_path / "ok.pt",
+        fit(model, data, config, FitFiles(tmp_path / "ok.pt"),
             on_step=lambda step, m: seen.setdefault(step, [p.detach().clone() for p in m.parameters()]))
     for step in (1, 2, 3):
         assert all(torch.equal(a, b) for a, b in zip(seen[step], initial)), step

@@ -12,7 +12,7 @@ from mrvae.config import ModelConfig, Precision, TrainConfig
 from mrvae.data import load_data
 from mrvae.models.registry import build_model
 from mrvae.training.runtime import autocast, check_precision, grad_scaler, resolve_device
-from mrvae.training.loop import fit
+from mrvae.training.loop import FitFiles, fit
 
 TINY = ModelConfig(latent_dim=4, hidden=(32,))
 
@@ -29,9 +29,9 @@ def losses(path):
 def test_bf16_mixed_trains_on_cpu_close_to_fp32_with_fp32_weights(tmp_path):
     data = load_data("digits")
     base = dict(steps=60, batch_size=32, warmup_steps=5, log_every=1, checkpoint_every=60, device="cpu")
-    fit(model_for(data), data, TrainConfig(**base), metrics_path=tmp_path / "fp32.jsonl")
-    fit(model_for(data), data, TrainConfig(precision="bf16-mixed", **base), metrics_path=tmp_path / "bf16.jsonl",
-        checkpoint_path=tmp_path / "bf16.pt")
+    fit(model_for(data), data, TrainConfig(**base), FitFiles(metrics=tmp_path / "fp32.jsonl"))
+    fit(model_for(data), data, TrainConfig(precision="bf16-mixed", **base),
+        FitFiles(tmp_path / "bf16.pt", tmp_path / "bf16.jsonl"))
     fp32, bf16 = losses(tmp_path / "fp32.jsonl"), losses(tmp_path / "bf16.jsonl")
     assert sum(bf16[-10:]) / 10 < 0.9 * bf16[0]  # it learns
     # Same initial weights, batch and noise: the first loss differs only by bf16 rounding (but does differ).
@@ -86,7 +86,7 @@ def test_fp16_mixed_trains_on_cuda(tmp_path):
     data = load_data("digits")
     config = TrainConfig(steps=80, batch_size=64, warmup_steps=5, log_every=1, device="cuda",
                          precision="16-mixed")
-    result = fit(model_for(data), data, config, metrics_path=tmp_path / "m.jsonl", checkpoint_path=tmp_path / "c.pt")
+    result = fit(model_for(data), data, config, FitFiles(tmp_path / "c.pt", tmp_path / "m.jsonl"))
     values = losses(tmp_path / "m.jsonl")
     assert all(map(lambda v: v == v and abs(v) != float("inf"), values))
     assert sum(values[-10:]) / 10 < 0.9 * values[0]

@@ -15,7 +15,8 @@ from mrvae.cli import main
 from mrvae.evaluation.curves import RDCurve
 from mrvae.data.base import DataInfo
 from mrvae.objectives import Likelihood
-from mrvae.runs.pipeline import RunDir, load_trained
+from mrvae.runs.folder import RunDir
+from mrvae.runs.methods import load_trained
 from mrvae.runs.pictures import (GAP_PX, MIN_TILE_PX, Display, display_for, encode_png, heatmap, tile_strip,
                                  write_pictures)
 from mrvae.report.build import build_report

@@ -83,7 +83,7 @@ def test_curve_target_rate_cli(yoto_run, tmp_path, capsys):
 
 def test_export_cli_folds_the_gates_at_beta(yoto_run, tmp_path, capsys):
     from mrvae.convert.export import load_exported
-    from mrvae.runs.pipeline import load_trained
+    from mrvae.runs.methods import load_trained
 
     out = tmp_path / "exported"
     assert main(["export", str(yoto_run), "--beta", "0.5", "--out", str(out)]) == 0

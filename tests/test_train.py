@@ -10,7 +10,9 @@ from mrvae.training.checkpoint import CheckpointError, load_checkpoint, save_che
 from mrvae.config import ModelConfig, TrainConfig
 from mrvae.data import load_data
 from mrvae.models.registry import build_model
-from mrvae.training.loop import NonFiniteError, batch_indices, fit, kl_weight, learning_rate_factor
+from mrvae.training.loop import FitFiles, fit
+from mrvae.training.schedule import batch_indices, kl_weight, learning_rate_factor
+from mrvae.training.trainer import NonFiniteError
 
 TINY = ModelConfig(latent_dim=3, hidden=(16,))
 
@@ -46,7 +48,7 @@ def test_training_lowers_the_loss_and_writes_metrics(tmp_path):
     data = load_data("synthetic")
     model = make_model(data)
     config = TrainConfig(steps=150, batch_size=64, lr=3e-3, warmup_steps=10, log_every=50)
-    result = fit(model, data, config, metrics_path=tmp_path / "m.jsonl")
+    result = fit(model, data, config, FitFiles(metrics=tmp_path / "m.jsonl"))
     lines = (tmp_path / "m.jsonl").read_text().splitlines()
     assert len(lines) == 3
     import json
@@ -62,15 +64,15 @@ def test_resume_is_bit_identical(tmp_path):
     data = load_data("digits")
     config = TrainConfig(steps=40, batch_size=32, lr=3e-3, warmup_steps=5, checkpoint_every=15, seed=11,
                          log_every=1)
-    straight = fit(make_model(data), data, config, checkpoint_path=tmp_path / "a.pt", tag="t").model
+    straight = fit(make_model(data), data, config, FitFiles(tmp_path / "a.pt", tag="t")).model
 
     # An interrupted run: it dies at step 33, after its checkpoint at step 30; a new model resumes it.
     ckpt = tmp_path / "b.pt"
     with pytest.raises(KeyboardInterrupt):
-        fit(make_model(data), data, config, checkpoint_path=ckpt, tag="t", log=_interrupt_after(33))
+        fit(make_model(data), data, config, FitFiles(ckpt, tag="t"), log=_interrupt_after(33))
     assert load_checkpoint(ckpt)["step"] == 30
     torch.manual_seed(12345)  # the global RNG is restored from the checkpoint, whatever it is now
-    resumed = fit(make_model(data, seed=99), data, config, checkpoint_path=ckpt, tag="t", resume=True).model
+    resumed = fit(make_model(data, seed=99), data, config, FitFiles(ckpt, tag="t", resume=True)).model
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
 
@@ -85,9 +87,9 @@ def _interrupt_after(step: int):
 def test_resume_with_a_checkpoint_of_another_tag_is_refused(tmp_path):
     data = load_data("synthetic")
     config = TrainConfig(steps=3, batch_size=32)
-    fit(make_model(data), data, config, checkpoint_path=tmp_path / "c.pt", tag="mrvae")
+    fit(make_model(data), data, config, FitFiles(tmp_path / "c.pt", tag="mrvae"))
     with pytest.raises(CheckpointError, match="belongs to 'mrvae'"):
-        fit(make_model(data), data, config, checkpoint_path=tmp_path / "c.pt", tag="yoto", resume=True)
+        fit(make_model(data), data, config, FitFiles(tmp_path / "c.pt", tag="yoto", resume=True))
 
 
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -132,7 +134,7 @@ def test_non_finite_loss_stops_with_step_and_term(tmp_path):
 
 def test_beta_vae_runs_keep_the_warmup_steps_of_the_multi_rate_run():
     from mrvae.config import BaselineConfig, Method, RunConfig
-    from mrvae.runs.pipeline import method_train_config
+    from mrvae.runs.methods import method_train_config
 
     config = RunConfig(train=TrainConfig(steps=1800, warmup_steps=400), baseline=BaselineConfig(steps=600))
     baseline = method_train_config(config, Method.BETA_VAE, 0.5)
@@ -155,11 +157,10 @@ def test_a_cpu_run_leaves_cuda_alone_even_where_cuda_is_available(tmp_path, monk
         monkeypatch.setattr(torch.cuda, name, touched)
     data = load_data("digits")
     config = TrainConfig(steps=6, batch_size=16, warmup_steps=2, checkpoint_every=3, device="cpu")
-    fit(make_model(data), data, config, checkpoint_path=tmp_path / "c.pt", tag="t")
+    fit(make_model(data), data, config, FitFiles(tmp_path / "c.pt", tag="t"))
     state = load_checkpoint(tmp_path / "c.pt")
     assert set(state["rng"]) == {"torch", "train_generator"} and state["rng"]["train_generator"].dtype == torch.uint8
-    fit(make_model(data), data, dataclasses.replace(config, steps=9), checkpoint_path=tmp_path / "c.pt", tag="t",
-        resume=True)
+    fit(make_model(data), data, dataclasses.replace(config, steps=9), FitFiles(tmp_path / "c.pt", tag="t", resume=True))
     assert load_checkpoint(tmp_path / "c.pt")["step"] == 9
     torch.manual_seed(5)
     expected = torch.rand(3)

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     from ..training.checkpoint import CheckpointError
-    from ..training.loop import NonFiniteError
+    from ..training.trainer import NonFiniteError
     from .commands import COMMANDS
     from .parser import build_parser
 

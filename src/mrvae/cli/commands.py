@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import sys
-import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..runs.baselines import run_sweep
-from ..runs.comparison import Comparison, rows_from_curve, rows_from_model
 from ..config import Method, RunConfig, from_dict, to_dict
-from ..evaluation.curves import RDCurve
-from ..training.distributed import is_main_process
-from ..evaluation.evaluate import evaluate_curve
 from ..convert.export import export_checkpoint
-from ..runs.pipeline import (RunDir, curve_for, data_info_dict, load_run_data, load_trained, prepare_run_dir,
-                        train_method)
-from ..report.figures import plot_rd_curves
-from ..report.build import build_report
-from ..runs.pictures import write_pictures
+from ..data import DataSplits
+from ..evaluation.curves import RDCurve
 from ..evaluation.targeting import beta_for_distortion, beta_for_rate
+from ..report.build import build_report
+from ..report.figures import plot_rd_curves
+from ..runs.baselines import run_sweep
+from ..runs.comparison import Comparison, compare_methods
+from ..runs.folder import RunDir, prepare_run_dir
+from ..runs.methods import curve_for, data_info_dict, load_run_data, load_trained, train_method
+from ..runs.pictures import write_pictures
+from ..training.distributed import init_distributed, is_main_process
 from .data_command import check_dataset, download_dataset, list_datasets
 
 
@@ -39,36 +39,26 @@ def _progress(args: Any) -> bool:
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
+def _open_run(args: Any, config: RunConfig) -> tuple[RunDir, DataSplits]:
+    """Join torchrun's process group (if started by torchrun), then create or reopen ``--out`` and load the data."""
+    init_distributed(config.train.device)
+    run = prepare_run_dir(args.out, config, args.resume)
+    return run, load_run_data(config)
+
+
 def cmd_run(args: Any) -> int:
     """Train every method of the run, write curves, the comparison table, the plot and the report.
 
     Under torchrun every rank trains and evaluates its shard; rank 0 alone writes and prints.
     """
     config = run_config_from(args)
-    run = prepare_run_dir(args.out, config, args.resume)
-    data = load_run_data(config)
-    main_process = is_main_process()
-    if main_process:
+    run, data = _open_run(args, config)
+    if is_main_process():
         log(f"mrvae run: data {data.info.name} ({len(data.train)} train / {len(data.test)} test), "
             f"methods {', '.join(m.value for m in config.methods)}, output {run.root}")
-    curves: dict[Method, RDCurve] = {}
-    comparison = Comparison(list(config.baseline.betas))
-    for method in config.methods:
-        started = time.perf_counter()
-        if method is Method.BETA_VAE:
-            curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
-            comparison.rows[method.value] = rows_from_curve(curve)
-        else:
-            result = train_method(config, data, run, method, resume=args.resume, log=log,
-                                  progress_bar=_progress(args))
-            curve = curve_for(result, config, data, method)
-            comparison.rows[method.value] = rows_from_model(result.model, data.test, comparison.betas, config.eval)
-        curves[method] = curve
-        comparison.wall_time_s[method.value] = round(time.perf_counter() - started, 2)
-        if main_process:
-            curve.save(run.curve(method))
-            log(f"[{method.value}] curve written to {run.curve(method)}")
-    if main_process:
+    curves, comparison = compare_methods(config, data, run, resume=args.resume, log=log,
+                                         progress_bar=_progress(args))
+    if is_main_process():
         _write_run_outputs(run, curves, comparison, data, config)
     return 0
 
@@ -98,8 +88,7 @@ def cmd_train(args: Any) -> int:
     if method is not Method.BETA_VAE and args.beta is not None:
         raise ValueError(f"--beta applies to --method beta-vae only; {method.value} trains over "
                          f"[train.beta_low, train.beta_high]")
-    run = prepare_run_dir(args.out, config, args.resume)
-    data = load_run_data(config)
+    run, data = _open_run(args, config)
     result = train_method(config, data, run, method, args.beta, resume=args.resume, log=log,
                           progress_bar=_progress(args))
     print(f"trained {method.value} for {result.step} steps in {result.wall_time_s:.1f} s; "
@@ -110,8 +99,7 @@ def cmd_train(args: Any) -> int:
 def cmd_baseline(args: Any) -> int:
     """Train the β-VAE sweep and write ``curves/beta-vae.json``."""
     config = run_config_from(args)
-    run = prepare_run_dir(args.out, config, args.resume)
-    data = load_run_data(config)
+    run, data = _open_run(args, config)
     curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
     if is_main_process():
         path = curve.save(run.curve(Method.BETA_VAE))
@@ -130,18 +118,12 @@ def cmd_curve(args: Any) -> int:
     trained = load_trained(path)
     if trained.method is Method.BETA_VAE:
         raise ValueError(f"{path} is a single-β β-VAE; `mrvae curve` evaluates MR-VAE or YOTO checkpoints")
-    config = trained.config
-    eval_config = config.eval
-    if args.num_betas is not None or args.iwae_samples is not None:
-        from dataclasses import replace
-
-        eval_config = replace(eval_config, num_betas=args.num_betas or eval_config.num_betas,
-                              iwae_samples=eval_config.iwae_samples if args.iwae_samples is None else args.iwae_samples)
-    data = load_run_data(config)
-    grid = trained.beta_range.grid(eval_config.num_betas).tolist()
-    curve = evaluate_curve(trained.model, data.test, grid, eval_config, name=trained.method.value, kind=trained.method.value, run_config=to_dict(config),
-                           train_wall_time_s=trained.wall_time_s)
-    out = Path(args.out) if args.out else path.parent.parent / "curves" / f"{trained.method.value}.json"
+    eval_config = replace(trained.config.eval, num_betas=args.num_betas or trained.config.eval.num_betas)
+    if args.iwae_samples is not None:
+        eval_config = replace(eval_config, iwae_samples=args.iwae_samples)
+    data = load_run_data(trained.config)
+    curve = curve_for(trained.model, trained.method, trained.config, data, trained.wall_time_s, eval_config)
+    out = Path(args.out) if args.out else RunDir(path.parent.parent).curve(trained.method)
     curve.save(out)
     for beta, r, d in zip(curve.betas, curve.results["rate"], curve.results["distortion"]):
         print(f"β {beta:>9.4g}  rate {r:>9.3f}  distortion {d:>9.3f} nats")

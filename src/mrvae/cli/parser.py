@@ -37,65 +37,91 @@ def _run_config_parser(description: str) -> ArgumentParser:
     return parser
 
 
-def build_parser() -> ArgumentParser:
-    """The full ``mrvae`` parser with every subcommand."""
-    _register_choice_types()
-    parser = ArgumentParser(prog="mrvae", exit_on_error=False,
-                            description="Multi-Rate VAEs: train once, get the whole rate-distortion curve.")
-    sub = parser.add_subcommands(dest="command")
+def _train_parser() -> ArgumentParser:
+    parser = _run_config_parser("Train one method and write its checkpoint.")
+    parser.add_argument("--method", type=Method, default=Method.MRVAE, help="mrvae, yoto or beta-vae")
+    parser.add_argument("--beta", type=float | None, default=None, help="β of a beta-vae run")
+    return parser
 
-    sub.add_subcommand("run", _run_config_parser(
-        "Train an MR-VAE and a β-VAE sweep (and YOTO if asked), evaluate, plot and compare."),
-        help="train every method, write curves, plot and the per-β table")
-    train = _run_config_parser("Train one method and write its checkpoint.")
-    train.add_argument("--method", type=Method, default=Method.MRVAE, help="mrvae, yoto or beta-vae")
-    train.add_argument("--beta", type=float | None, default=None, help="β of a beta-vae run")
-    sub.add_subcommand("train", train, help="train one model")
-    sub.add_subcommand("baseline", _run_config_parser("Train the β-VAE sweep and write its curve."),
-                       help="train the β-VAE sweep")
 
-    curve = ArgumentParser(description="Evaluate a trained MR-VAE/YOTO checkpoint on a β grid.",
-                           exit_on_error=False)
-    curve.add_argument("checkpoint", type=str, help="a checkpoint file, or a run directory (uses mrvae.pt)")
-    curve.add_argument("--out", type=str | None, default=None, help="curve JSON path (default: the run's curves/)")
-    curve.add_argument("--num_betas", type=int | None, default=None)
-    curve.add_argument("--iwae_samples", type=int | None, default=None)
-    curve.add_argument("--target_rate", type=float | None, default=None,
-                       help="also find the β whose rate is this many nats")
-    curve.add_argument("--target_distortion", type=float | None, default=None,
-                       help="also find the β whose distortion is this many nats")
-    sub.add_subcommand("curve", curve, help="evaluate a checkpoint over β")
+def _checkpoint_parser(description: str) -> ArgumentParser:
+    parser = ArgumentParser(description=description, exit_on_error=False)
+    parser.add_argument("checkpoint", type=str, help="a checkpoint file, or a run directory (uses mrvae.pt)")
+    return parser
 
-    plot = ArgumentParser(description="Plot RD curves from curve JSON files or a run directory.",
-                          exit_on_error=False)
-    plot.add_argument("inputs", type=str, nargs="+", help="curve JSON files and/or run directories")
-    plot.add_argument("--out", type=str | None, default=None, help="PNG path (default: plots/rd_curve.png)")
-    plot.add_argument("--title", type=str, default="")
-    sub.add_subcommand("plot", plot, help="draw RD curves")
 
-    export = ArgumentParser(description="Fold the gates at one β into a plain model: safetensors + JSON.",
+def _curve_parser() -> ArgumentParser:
+    parser = _checkpoint_parser("Evaluate a trained MR-VAE/YOTO checkpoint on a β grid.")
+    parser.add_argument("--out", type=str | None, default=None, help="curve JSON path (default: the run's curves/)")
+    parser.add_argument("--num_betas", type=int | None, default=None)
+    parser.add_argument("--iwae_samples", type=int | None, default=None)
+    parser.add_argument("--target_rate", type=float | None, default=None,
+                        help="also find the β whose rate is this many nats")
+    parser.add_argument("--target_distortion", type=float | None, default=None,
+                        help="also find the β whose distortion is this many nats")
+    return parser
+
+
+def _plot_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Plot RD curves from curve JSON files or a run directory.",
                             exit_on_error=False)
-    export.add_argument("checkpoint", type=str, help="a checkpoint file, or a run directory (uses mrvae.pt)")
-    export.add_argument("--beta", type=float, help="the β to fold in (inside the model's training range)")
-    export.add_argument("--out", type=str, help="the folder to write model.safetensors and config.json to")
-    sub.add_subcommand("export", export, help="export a plain model at one β")
+    parser.add_argument("inputs", type=str, nargs="+", help="curve JSON files and/or run directories")
+    parser.add_argument("--out", type=str | None, default=None, help="PNG path (default: plots/rd_curve.png)")
+    parser.add_argument("--title", type=str, default="")
+    return parser
 
-    report = ArgumentParser(description="Write one self-contained HTML page of a run: curves, table, pictures.",
+
+def _export_parser() -> ArgumentParser:
+    parser = _checkpoint_parser("Fold the gates at one β into a plain model: safetensors + JSON.")
+    parser.add_argument("--beta", type=float, help="the β to fold in (inside the model's training range)")
+    parser.add_argument("--out", type=str, help="the folder to write model.safetensors and config.json to")
+    return parser
+
+
+def _report_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Write one self-contained HTML page of a run: curves, table, pictures.",
                             exit_on_error=False)
-    report.add_argument("run_dir", type=str, help="the run directory (written by mrvae run)")
-    report.add_argument("--out", type=str | None, default=None, help="HTML path (default: RUN_DIR/report.html)")
-    sub.add_subcommand("report", report, help="write the HTML report of a run")
+    parser.add_argument("run_dir", type=str, help="the run directory (written by mrvae run)")
+    parser.add_argument("--out", type=str | None, default=None, help="HTML path (default: RUN_DIR/report.html)")
+    return parser
 
-    data = ArgumentParser(description="List, check and download the data sets.", exit_on_error=False)
-    sub.add_subcommand("data", data, help="list, check or download data sets")
-    data_sub = data.add_subcommands(dest="action")
-    for action, text in (("list", "every data set and whether its files are present"),
-                         ("check", "what a data set needs, present or missing, at the exact paths"),
-                         ("download", "fetch a data set from its canonical location, checksums verified")):
+
+_DATA_ACTIONS = (("list", "every data set and whether its files are present"),
+                 ("check", "what a data set needs, present or missing, at the exact paths"),
+                 ("download", "fetch a data set from its canonical location, checksums verified"))
+
+
+def _add_data_actions(data: ArgumentParser) -> None:
+    """``data list | check | download``; called once ``data`` is a subcommand (jsonargparse adds levels in order)."""
+    actions = data.add_subcommands(dest="action")
+    for action, text in _DATA_ACTIONS:
         action_parser = ArgumentParser(description=text, exit_on_error=False)
         if action != "list":
             action_parser.add_argument("name", type=str)
         action_parser.add_argument("--root", type=str | None, default=None,
                                    help="data root (default: $MRVAE_DATA, else ~/.cache/mrvae)")
-        data_sub.add_subcommand(action, action_parser, help=text)
+        actions.add_subcommand(action, action_parser, help=text)
+
+
+def build_parser() -> ArgumentParser:
+    """The full ``mrvae`` parser with every subcommand."""
+    _register_choice_types()
+    parser = ArgumentParser(prog="mrvae", exit_on_error=False,
+                            description="Multi-Rate VAEs: train once, get the whole rate-distortion curve.")
+    data = ArgumentParser(description="List, check and download the data sets.", exit_on_error=False)
+    subcommands = (
+        ("run", _run_config_parser("Train an MR-VAE and a β-VAE sweep (and YOTO if asked), evaluate, plot "
+                                   "and compare."), "train every method, write curves, plot and the per-β table"),
+        ("train", _train_parser(), "train one model"),
+        ("baseline", _run_config_parser("Train the β-VAE sweep and write its curve."), "train the β-VAE sweep"),
+        ("curve", _curve_parser(), "evaluate a checkpoint over β"),
+        ("plot", _plot_parser(), "draw RD curves"),
+        ("export", _export_parser(), "export a plain model at one β"),
+        ("report", _report_parser(), "write the HTML report of a run"),
+        ("data", data, "list, check or download data sets"),
+    )
+    sub = parser.add_subcommands(dest="command")
+    for name, subparser, text in subcommands:
+        sub.add_subcommand(name, subparser, help=text)
+    _add_data_actions(data)
     return parser

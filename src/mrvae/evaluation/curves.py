@@ -16,45 +16,76 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..config import Method
 
 CURVE_FORMAT = 1
 RESULT_KEYS = ("rate", "distortion", "beta_objective", "neg_elbo", "active_units")
 UNITS = {"rate": "nats per example", "distortion": "nats per example",
          "beta_objective": "nats per example (D + β·R)", "neg_elbo": "nats per example (R + D)",
          "active_units": "count of latents with Var_x(E_q[z]) >= 0.01", "iwae_nll": "nats per example"}
-KINDS = ("mrvae", "beta-vae", "yoto")
 
 
 class CurveFormatError(ValueError):
     """An RD-curve file that is not format 1 or misses fields."""
 
 
+@dataclass(frozen=True)
+class CurveSummary:
+    """A curve's ``summary``: the IWAE NLL (nats per example) of the model at ``iwae_beta`` (None when not
+    estimated), training and evaluation wall time in seconds, the parameters of one model, and, for a
+    sweep of single-β models, the training steps of each."""
+
+    iwae_nll: float | None
+    iwae_beta: float
+    iwae_samples: int
+    train_wall_time_s: float
+    eval_wall_time_s: float
+    num_parameters: int
+    steps_per_model: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not (k == "steps_per_model" and v is None)}
+
+
 @dataclass
 class RDCurve:
-    """Per-β results of one method (see module docstring); lists aligned with ``betas``."""
+    """Per-β results of one method (see module docstring); lists aligned with ``betas``. ``kind`` is the
+    ``Method`` (its value in JSON)."""
 
     name: str
-    kind: str
+    kind: Method
     betas: list[float]
     results: dict[str, list[float]]
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise CurveFormatError(f"curve kind must be one of {KINDS}, got {self.kind!r}")
+        try:
+            self.kind = Method(self.kind)
+        except ValueError as exc:
+            raise CurveFormatError(f"curve kind: {exc}") from None
         for key, values in self.results.items():
             if len(values) != len(self.betas):
                 raise CurveFormatError(f"results[{key!r}] has {len(values)} values for {len(self.betas)} betas")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": CURVE_FORMAT, "name": self.name, "kind": self.kind, "betas": list(self.betas),
+        return {"format": CURVE_FORMAT, "name": self.name, "kind": self.kind.value, "betas": list(self.betas),
                 "results": {k: list(v) for k, v in self.results.items()},
                 "units": {k: UNITS[k] for k in list(self.results) + ["iwae_nll"] if k in UNITS},
                 "summary": dict(self.summary), "config": dict(self.config)}
+
+    @classmethod
+    def from_points(cls, kind: Method, betas: Sequence[float], points: Sequence[Mapping[str, float]],
+                    summary: CurveSummary, config: dict[str, Any] | None = None, name: str | None = None) -> RDCurve:
+        """One point per β (a dict of ``RESULT_KEYS``, as ``evaluate_at`` returns) -> the curve of
+        ``kind``, named ``name`` (default: the method's name)."""
+        results = {key: [point[key] for point in points] for key in points[0]}
+        return cls(name or kind.value, kind, [float(b) for b in betas], results, summary.to_dict(), dict(config or {}))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "curve") -> RDCurve:

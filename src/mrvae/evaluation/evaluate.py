@@ -12,8 +12,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..training import distributed
-from ..config import EvalConfig
-from .curves import RDCurve
+from ..config import EvalConfig, Method
+from .curves import CurveSummary, RDCurve
 from ..data.base import batch_of
 from ..models.base import VAE
 from ..objectives import iwae_bound
@@ -96,22 +96,25 @@ def iwae_nll(model: VAE, dataset: Dataset, beta: float, num_samples: int,
     return float(sums[0]) / float(sums[1])
 
 
-def evaluate_curve(model: VAE, dataset: Dataset, betas: Sequence[float], config: EvalConfig = EvalConfig(),
-                   name: str = "mrvae", kind: str = "mrvae", run_config: dict[str, Any] | None = None,
+def evaluate_curve(model: VAE, dataset: Dataset, betas: Sequence[float], method: Method,
+                   config: EvalConfig = EvalConfig(), *, run_config: dict[str, Any] | None = None,
                    train_wall_time_s: float = math.nan) -> RDCurve:
-    """One model evaluated at each β in ``betas`` (all inside its ``beta_range``) -> an ``RDCurve``,
-    with the IWAE NLL at ``config.iwae_beta`` (if inside the range and ``iwae_samples > 0``)."""
+    """One multi-rate model of ``method`` evaluated at each β in ``betas`` (all inside its ``beta_range``)
+    -> an ``RDCurve``, with the IWAE NLL at ``config.iwae_beta`` (if inside the range and ``iwae_samples > 0``)."""
     started = time.perf_counter()
     beta_range = model.beta_range
     outside = [b for b in betas if not beta_range.contains(b)]
     if outside:
         raise ValueError(f"β {outside} outside the model's training range [{beta_range.low}, {beta_range.high}]")
-    rows = [evaluate_at(model, dataset, b, config) for b in betas]
-    results = {key: [row[key] for row in rows] for key in rows[0]}
+    points = [evaluate_at(model, dataset, b, config) for b in betas]
     iwae = None
     if config.iwae_samples > 0 and beta_range.contains(config.iwae_beta):
         iwae = iwae_nll(model, dataset, config.iwae_beta, config.iwae_samples, config)
-    summary = {"iwae_nll": iwae, "iwae_beta": config.iwae_beta, "iwae_samples": config.iwae_samples,
-               "train_wall_time_s": train_wall_time_s, "eval_wall_time_s": time.perf_counter() - started,
-               "num_parameters": sum(p.numel() for p in model.parameters())}
-    return RDCurve(name, kind, [float(b) for b in betas], results, summary, run_config or {})
+    summary = CurveSummary(iwae, config.iwae_beta, config.iwae_samples, train_wall_time_s,
+                           time.perf_counter() - started, count_parameters(model))
+    return RDCurve.from_points(method, betas, points, summary, run_config)
+
+
+def count_parameters(model: VAE) -> int:
+    """The number of scalar parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())

@@ -6,10 +6,11 @@ import math
 import time
 
 from ..config import Method, RunConfig, to_dict
-from ..evaluation.curves import RDCurve
 from ..data import DataSplits
-from ..evaluation.evaluate import evaluate_at, iwae_nll
-from .pipeline import LogFn, RunDir, train_method
+from ..evaluation.curves import CurveSummary, RDCurve
+from ..evaluation.evaluate import count_parameters, evaluate_at, iwae_nll
+from .folder import RunDir
+from .methods import LogFn, train_method
 
 
 def nearest_beta(betas: list[float], target: float) -> float:
@@ -25,25 +26,18 @@ def run_sweep(config: RunConfig, data: DataSplits, run: RunDir, resume: bool = F
     model whose β is nearest ``config.eval.iwae_beta``."""
     betas = list(config.baseline.betas)
     iwae_beta = nearest_beta(betas, config.eval.iwae_beta)
-    rows, train_time, iwae = [], 0.0, None
-    eval_time = 0.0
+    points, iwae, train_time, eval_time = [], None, 0.0, 0.0
     for i, beta in enumerate(betas):
         if log:
-            log(f"[beta-vae] {i + 1}/{len(betas)}: β = {beta:.4g}")
+            log(f"[{Method.BETA_VAE.value}] {i + 1}/{len(betas)}: β = {beta:.4g}")
         result = train_method(config, data, run, Method.BETA_VAE, beta, resume=resume, log=log,
                               progress_bar=progress_bar)
         train_time += result.wall_time_s
         started = time.perf_counter()
-        rows.append(evaluate_at(result.model, data.test, beta, config.eval))
+        points.append(evaluate_at(result.model, data.test, beta, config.eval))
         if beta == iwae_beta and config.eval.iwae_samples > 0:
             iwae = iwae_nll(result.model, data.test, beta, config.eval.iwae_samples, config.eval)
         eval_time += time.perf_counter() - started
-        num_parameters = sum(p.numel() for p in result.model.parameters())
-    results = {key: [row[key] for row in rows] for key in rows[0]}
-    summary = {"iwae_nll": iwae, "iwae_beta": iwae_beta, "iwae_samples": config.eval.iwae_samples,
-               "train_wall_time_s": train_time, "eval_wall_time_s": eval_time, "num_parameters": num_parameters,
-               "steps_per_model": config.baseline.steps_for(config.train)}
-    return RDCurve("beta-vae", Method.BETA_VAE.value, betas, results, summary, to_dict(config))
-
-
-
+    summary = CurveSummary(iwae, iwae_beta, config.eval.iwae_samples, train_time, eval_time,
+                           count_parameters(result.model), config.baseline.steps_for(config.train))
+    return RDCurve.from_points(Method.BETA_VAE, betas, points, summary, to_dict(config))

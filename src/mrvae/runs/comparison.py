@@ -1,16 +1,22 @@
-"""Per-β comparison of methods at the baseline βs: the table ``mrvae run`` prints and saves."""
+"""Every method of a run trained and compared at the baseline βs: the table ``mrvae run`` prints and saves."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalConfig
+from ..config import EvalConfig, Method, RunConfig
+from ..data import DataSplits
 from ..evaluation.curves import RDCurve
 from ..evaluation.evaluate import evaluate_at
 from ..models.base import VAE
+from ..training.distributed import is_main_process
+from .baselines import run_sweep
+from .folder import RunDir
+from .methods import LogFn, curve_for, train_method
 
 COLUMNS = ("rate", "distortion", "beta_objective")
 
@@ -18,19 +24,20 @@ COLUMNS = ("rate", "distortion", "beta_objective")
 @dataclass
 class Comparison:
     """``rows[method][i]`` holds rate, distortion and β-objective (nats per example) at ``betas[i]``;
-    ``wall_time_s[method]`` is training plus evaluation time."""
+    ``wall_time_s[method]`` is training plus evaluation time. Keyed by ``Method`` (its value in JSON)."""
 
     betas: list[float]
-    rows: dict[str, list[dict[str, float]]] = field(default_factory=dict)
-    wall_time_s: dict[str, float] = field(default_factory=dict)
+    rows: dict[Method, list[dict[str, float]]] = field(default_factory=dict)
+    wall_time_s: dict[Method, float] = field(default_factory=dict)
 
-    def gap_percent(self, method: str, reference: str = "beta-vae") -> list[float]:
+    def gap_percent(self, method: Method, reference: Method = Method.BETA_VAE) -> list[float]:
         """(β-objective of ``method`` − that of ``reference``) / |reference| × 100 at each β."""
         return [100.0 * (a["beta_objective"] - b["beta_objective"]) / abs(b["beta_objective"])
                 for a, b in zip(self.rows[method], self.rows[reference])]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"betas": self.betas, "rows": self.rows, "wall_time_s": self.wall_time_s,
+        return {"betas": self.betas, "rows": {m.value: rows for m, rows in self.rows.items()},
+                "wall_time_s": {m.value: t for m, t in self.wall_time_s.items()},
                 "units": "nats per example; wall time in seconds"}
 
     def save(self, path: str | Path) -> Path:
@@ -41,22 +48,23 @@ class Comparison:
     @classmethod
     def load(cls, path: str | Path) -> Comparison:
         data = json.loads(Path(path).read_text())
-        return cls(data["betas"], data["rows"], data["wall_time_s"])
+        return cls(data["betas"], {Method(m): rows for m, rows in data["rows"].items()},
+                   {Method(m): t for m, t in data["wall_time_s"].items()})
 
     def format_table(self) -> str:
         """A plain-text table: one line per β, rate / distortion / β-objective per method, and the
         gap of each single-run method to the β-VAE trained at that β."""
         methods = list(self.rows)
-        head = f"{'beta':>8} " + " ".join(f"{m + ' ' + c[:4]:>18}" for m in methods for c in ("R", "D", "D+bR"))
-        has_ref = "beta-vae" in self.rows
-        others = [m for m in methods if m != "beta-vae"] if has_ref else []
-        head += "".join(f"{'gap ' + m:>14}" for m in others)
+        head = f"{'beta':>8} " + " ".join(f"{m.value + ' ' + c:>18}" for m in methods for c in ("R", "D", "D+bR"))
+        others = [m for m in methods if m is not Method.BETA_VAE] if Method.BETA_VAE in self.rows else []
+        head += "".join(f"{'gap ' + m.value:>14}" for m in others)
         lines = [head]
         gaps = {m: self.gap_percent(m) for m in others}
         for i, beta in enumerate(self.betas):
             cells = " ".join(f"{self.rows[m][i][c]:>18.3f}" for m in methods for c in COLUMNS)
             lines.append(f"{beta:>8.4g} {cells}" + "".join(f"{gaps[m][i]:>+13.1f}%" for m in others))
-        lines.append("wall time (train + eval): " + ", ".join(f"{m} {t:.1f} s" for m, t in self.wall_time_s.items()))
+        times = ", ".join(f"{m.value} {t:.1f} s" for m, t in self.wall_time_s.items())
+        lines.append(f"wall time (train + eval): {times}")
         return "\n".join(lines)
 
 
@@ -72,3 +80,27 @@ def rows_from_model(model: VAE, dataset: Any, betas: list[float], config: EvalCo
 def rows_from_curve(curve: RDCurve) -> list[dict[str, float]]:
     """A curve's own points -> rows (used for the β-VAE sweep, evaluated at its βs)."""
     return [{c: curve.results[c][i] for c in COLUMNS} for i in range(len(curve.betas))]
+
+
+def compare_methods(config: RunConfig, data: DataSplits, run: RunDir, resume: bool = False,
+                    log: LogFn | None = None, progress_bar: bool = False) -> tuple[dict[Method, RDCurve], Comparison]:
+    """Train and evaluate each method of ``config.methods`` in turn -> its curve, and the per-β table
+    at the baseline βs. Rank 0 writes each curve to ``run`` as soon as it exists."""
+    curves: dict[Method, RDCurve] = {}
+    comparison = Comparison(list(config.baseline.betas))
+    for method in config.methods:
+        started = time.perf_counter()
+        if method is Method.BETA_VAE:
+            curve = run_sweep(config, data, run, resume=resume, log=log, progress_bar=progress_bar)
+            comparison.rows[method] = rows_from_curve(curve)
+        else:
+            result = train_method(config, data, run, method, resume=resume, log=log, progress_bar=progress_bar)
+            curve = curve_for(result.model, method, config, data, result.wall_time_s)
+            comparison.rows[method] = rows_from_model(result.model, data.test, comparison.betas, config.eval)
+        curves[method] = curve
+        comparison.wall_time_s[method] = round(time.perf_counter() - started, 2)
+        if is_main_process():
+            curve.save(run.curve(method))
+            if log:
+                log(f"[{method.value}] curve written to {run.curve(method)}")
+    return curves, comparison

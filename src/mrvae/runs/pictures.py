@@ -42,7 +42,8 @@ from ..config import Method, RunConfig
 from ..data.base import DataInfo, DataSplits, batch_of
 from ..models.base import VAE
 from ..training.checkpoint import CheckpointError
-from .pipeline import RunDir, load_trained
+from .folder import RunDir
+from .methods import load_trained
 
 PICTURES_DIR = "pictures"
 INDEX_NAME = "index.json"

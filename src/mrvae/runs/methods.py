@@ -1,0 +1,119 @@
+"""One method of a run: its training settings, training it into the run folder, loading it back, its curve."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..beta import BetaRange
+from ..config import EvalConfig, Method, RunConfig, TrainConfig, from_dict, to_dict
+from ..data import DataInfo, DataSplits, load_data
+from ..evaluation.curves import RDCurve
+from ..evaluation.evaluate import evaluate_curve
+from ..models.base import VAE
+from ..models.registry import build_model
+from ..training.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from ..training.loop import FitFiles, FitResult, fit
+from .folder import RunDir
+
+LogFn = Callable[[str], None]
+
+
+def method_train_config(config: RunConfig, method: Method, beta: float | None = None) -> TrainConfig:
+    """The TrainConfig of ``method``: the run's for MR-VAE / YOTO, a fixed β and the sweep's steps
+    (and KL warm-up) for one β-VAE of the baseline sweep."""
+    if method is Method.BETA_VAE:
+        if beta is None:
+            raise ValueError("a β-VAE run needs its β")
+        steps = config.baseline.steps_for(config.train)
+        # the same learning-rate warm-up (in steps) as the multi-rate run: shortening it in proportion
+        # to the shorter run makes the β-VAEs much worse (benchmarks/README.md, "warm-up"), which
+        # would flatter the MR-VAE
+        warmup = min(config.train.warmup_steps, steps)
+        return dataclasses.replace(config.train, beta_low=beta, beta_high=beta, steps=steps,
+                                   warmup_steps=warmup, kl_warmup=config.baseline.kl_warmup)
+    return config.train
+
+
+def load_run_data(config: RunConfig) -> DataSplits:
+    """The run's data set (``config.data``)."""
+    return load_data(config.data.name, config.data.root, config.data.seed)
+
+
+def data_info_dict(info: DataInfo) -> dict[str, Any]:
+    """``info`` as the plain dict that checkpoints and exports store."""
+    return {"name": info.name, "shape": list(info.shape), "likelihood": info.likelihood.value,
+            "sigma2": info.sigma2, "vocab_size": info.vocab_size, "description": info.description}
+
+
+def _data_info_from_dict(raw: dict[str, Any]) -> DataInfo:
+    return DataInfo(raw["name"], tuple(raw["shape"]), raw["likelihood"], raw["sigma2"], raw["vocab_size"],
+                    raw.get("description", ""))
+
+
+def initial_model(config: RunConfig, info: DataInfo, method: Method, num_train: int, train: TrainConfig) -> VAE:
+    """The untrained model of ``method``, its weights initialised from ``train.seed`` alone: every method and
+    every β of a run starts from the same draw. torch's global generator is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train.seed)
+        return build_model(config.model, info, method.conditioning, num_train, train.beta_range)
+
+
+def train_method(config: RunConfig, data: DataSplits, run: RunDir, method: Method, beta: float | None = None,
+                 resume: bool = False, log: LogFn | None = None, progress_bar: bool = False) -> FitResult:
+    """Build and train one model of ``method`` (at ``beta`` for a β-VAE) through ``fit()``; its checkpoint
+    and metrics go to ``run``."""
+    train = method_train_config(config, method, beta)
+    model = initial_model(config, data.info, method, len(data.train), train)
+    tag = method.value if beta is None else f"{method.value}@{beta:.4g}"
+    extra = {"run_config": to_dict(config), "method": method.value, "beta": beta,
+             "data_info": data_info_dict(data.info), "num_train": len(data.train)}
+    files = FitFiles(run.checkpoint(method, beta), run.metrics, tag, resume, extra)
+    return fit(model, data, train, files, log=log, progress_bar=progress_bar)
+
+
+@dataclass
+class TrainedModel:
+    """A model loaded from a checkpoint, with the run config, method and data info it had."""
+
+    model: VAE
+    config: RunConfig
+    method: Method
+    info: DataInfo
+    wall_time_s: float
+
+    @property
+    def beta_range(self) -> BetaRange:
+        """The β range the model was trained for (the model carries it)."""
+        return self.model.beta_range
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """Rebuild a trained model from a checkpoint written by ``train_method`` (strict, weights_only)."""
+    state = load_checkpoint(path)
+    try:
+        config = from_dict(RunConfig, state["run_config"])
+        method = Method(state["method"])
+        info = _data_info_from_dict(state["data_info"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} lacks the run settings needed to rebuild its model ({exc})") from exc
+    beta_range = BetaRange(*state["beta_range"]) if "beta_range" in state else TrainConfig(**state["train_config"]).beta_range
+    model = build_model(config.model, info, method.conditioning, int(state.get("num_train", 2)), beta_range)
+    load_model_state(model, state["model"], path)
+    model.to(device).eval()
+    return TrainedModel(model, config, method, info, float(state.get("wall_time_s", 0.0)))
+
+
+def curve_for(model: VAE, method: Method, config: RunConfig, data: DataSplits, train_wall_time_s: float,
+              eval_config: EvalConfig | None = None) -> RDCurve:
+    """A trained MR-VAE / YOTO model on the test split at ``num_betas`` βs of its range -> its RDCurve
+    (``eval_config`` overrides the run's evaluation settings; the curve records the run's config)."""
+    eval_config = eval_config or config.eval
+    grid = model.beta_range.grid(eval_config.num_betas).tolist()
+    return evaluate_curve(model, data.test, grid, method, eval_config, run_config=to_dict(config),
+                          train_wall_time_s=train_wall_time_s)

@@ -1,0 +1,170 @@
+"""One rank's optimisation state in ``fit`` and one training step, guarded against non-finite numbers."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..beta import BetaRange
+from ..config import TrainConfig
+from ..data.base import DataSplits, batch_of
+from ..models.base import VAE
+from .checkpoint import CheckpointError, load_model_state, rng_state, set_rng_state
+from .distributed import DistInfo, Reduce, all_reduce, gather_objects, rank_seed
+from .runtime import autocast, check_precision, grad_scaler
+from .schedule import batch_indices, kl_weight, learning_rate_factor
+
+#: With 16-mixed, this many optimiser steps in a row skipped by the gradient scaler stop training.
+MAX_SKIPPED_STEPS = 20
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient; the message names the step, term and β range."""
+
+
+class _Objective(nn.Module):
+    """The VAE's training objective as a ``forward``, so that DDP (which hooks ``forward``) can wrap it."""
+
+    def __init__(self, vae: VAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: Tensor, beta: Tensor, u: Tensor,
+                generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        per_example, out = self.vae.objective(x, beta, u, generator)
+        return per_example, out.rate, out.distortion
+
+
+def model_beta_range(model: VAE, config: TrainConfig) -> BetaRange:
+    """The β range training samples from: the model's own, which must be the one ``config`` asks for."""
+    own = getattr(model, "beta_range", None)
+    if not isinstance(own, BetaRange):
+        raise TypeError(f"{type(model).__name__} carries no beta_range; mrvae models and converted models do")
+    if own != config.beta_range:
+        raise ValueError(f"the model was built for β in [{own.low:g}, {own.high:g}] but the training settings ask "
+                         f"for [{config.beta_low:g}, {config.beta_high:g}]; build the model with "
+                         f"beta_range=BetaRange({config.beta_low:g}, {config.beta_high:g}) or change the settings")
+    return own
+
+
+class Trainer:
+    """The optimisation state of one ``fit`` call on one rank (``state_dict`` is what checkpoints store)
+    and its step: ``step`` steps taken, ``wall_time_s`` spent in them (summed over resumed segments)."""
+
+    def __init__(self, model: VAE, data: DataSplits, config: TrainConfig, device: torch.device,
+                 info: DistInfo) -> None:
+        self.model, self.data, self.config, self.device, self.info = model, data, config, device, info
+        objective = _Objective(model)
+        if info.is_distributed:
+            objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        self.objective = objective
+        # foreach: one multi-tensor update instead of a Python loop over parameters (the gates add many
+        # small tensors); same arithmetic as the default implementation
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: learning_rate_factor(s, config.warmup_steps, config.steps))
+        self.precision = check_precision(device, config.precision)
+        self.scaler = grad_scaler(device, self.precision)
+        self.generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, info.rank))
+        self.beta_range = model_beta_range(model, config)
+        self.step = 0
+        self.skipped_in_a_row = 0
+        self.wall_time_s = 0.0
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next step."""
+        return self.scheduler.get_last_lr()[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs; collective under DDP (every rank's RNG states are gathered)."""
+        rng = {**rng_state(self.device), "train_generator": self.generator.get_state()}
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
+                "rank_rng": gather_objects(rng), "world_size": self.info.world_size,
+                "wall_time_s": self.wall_time_s}
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.info.world_size:
+            raise CheckpointError(f"checkpoint {path} was written by {saved_world} process(es) and this run has "
+                                  f"{self.info.world_size}: resume with the same number of processes "
+                                  f"(the batch order and per-rank random streams depend on it)")
+        load_model_state(self.model, state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        rng = state.get("rank_rng", [state["rng"]])[self.info.rank]
+        set_rng_state(rng, self.device)
+        self.generator.set_state(rng["train_generator"].cpu())
+        self.step = int(state["step"])
+        self.wall_time_s = float(state.get("wall_time_s", 0.0))
+
+    def _beta_text(self, beta: Tensor) -> str:
+        low = all_reduce(beta.detach().float().min(), Reduce.MIN)
+        high = all_reduce(beta.detach().float().max(), Reduce.MAX)
+        return f"batch β in [{low.item():.4g}, {high.item():.4g}]"
+
+    def _guard_terms(self, loss: Tensor, rate: Tensor, distortion: Tensor, beta: Tensor) -> None:
+        """Stop every rank if the loss, mean rate or mean distortion is non-finite on any rank."""
+        bad = torch.stack([~torch.isfinite(t) for t in (loss, rate, distortion)]).float()
+        bad = all_reduce(bad, Reduce.MAX)
+        if not bool(bad.any()):
+            return
+        names = [name for name, flag in zip(("loss", "rate", "distortion"), bad.tolist()) if flag]
+        term = " and ".join(n for n in names if n != "loss") or "loss"
+        raise NonFiniteError(f"non-finite {term} at step {self.step} ({self._beta_text(beta)}); "
+                             f"the last checkpoint was kept")
+
+    def _guard_gradient(self, grad_norm: Tensor, loss: Tensor, beta: Tensor) -> None:
+        """fp32 / bf16: a non-finite gradient stops training. 16-mixed: the scaler skips that step and
+        lowers its scale; only ``MAX_SKIPPED_STEPS`` skips in a row stop training."""
+        if bool(torch.isfinite(grad_norm)):
+            self.skipped_in_a_row = 0
+            return
+        if not self.scaler.is_enabled():
+            raise NonFiniteError(f"non-finite gradient at step {self.step} (loss {loss.item():.4g} is finite; "
+                                 f"{self._beta_text(beta)}); the last checkpoint was kept")
+        self.skipped_in_a_row += 1
+        if self.skipped_in_a_row >= MAX_SKIPPED_STEPS:
+            raise NonFiniteError(f"non-finite gradient at step {self.step}: the 16-mixed gradient scaler skipped "
+                                 f"{self.skipped_in_a_row} steps in a row (scale now {self.scaler.get_scale():.3g}; "
+                                 f"{self._beta_text(beta)}); the last checkpoint was kept")
+
+    def train_step(self) -> dict[str, Tensor]:
+        """One optimisation step on this rank's shard of the global batch -> its mean loss, rate, distortion."""
+        started = time.perf_counter()
+        config, info = self.config, self.info
+        idx = batch_indices(len(self.data.train), config.batch_size, self.step, config.seed, info.rank,
+                            info.world_size)
+        x = batch_of(self.data.train, idx).to(self.device)
+        if self.data.train_transform is not None:
+            x = self.data.train_transform(x, self.generator)
+        beta = self.beta_range.sample(x.shape[0], self.generator, config.beta_sampling).to(self.device)
+        u = self.model.u_of(beta)
+        self.model.train()
+        with autocast(self.device, self.precision):
+            per_example, rate, distortion = self.objective(x, beta * kl_weight(self.step, config), u, self.generator)
+        loss = per_example.float().mean()
+        rate, distortion = rate.detach().float().mean(), distortion.detach().float().mean()
+        self._guard_terms(loss.detach(), rate, distortion, beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip or math.inf)
+        self._guard_gradient(grad_norm, loss.detach(), beta)
+        self.scaler.step(self.optimizer)  # skipped by the 16-mixed scaler when gradients overflowed
+        self.scaler.update()
+        with warnings.catch_warnings():  # the schedule follows steps taken, skipped ones included
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
+        self.step += 1
+        self.wall_time_s += time.perf_counter() - started
+        return {"loss": loss.detach(), "rate": rate, "distortion": distortion}
