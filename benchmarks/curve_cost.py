@@ -21,7 +21,8 @@ import torch
 
 from mrvae.runs.baselines import run_sweep
 from mrvae.config import Method, RunConfig
-from mrvae.runs.pipeline import curve_for, load_run_data, prepare_run_dir, train_method
+from mrvae.runs.folder import prepare_run_dir
+from mrvae.runs.methods import curve_for, load_run_data, train_method
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         run = prepare_run_dir(Path(tmp) / "run", config, resume=False)
         started, cpu = time.perf_counter(), time.process_time()
         result = train_method(config, data, run, Method.MRVAE)
-        curve_for(result, config, data, Method.MRVAE)
+        curve_for(result.model, Method.MRVAE, config, data, result.wall_time_s)
         mrvae_s, mrvae_cpu = time.perf_counter() - started, time.process_time() - cpu
         started, cpu = time.perf_counter(), time.process_time()
         run_sweep(config, data, run)

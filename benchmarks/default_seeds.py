@@ -27,7 +27,8 @@ import torch
 from mrvae.runs.baselines import run_sweep
 from mrvae.cli import main as mrvae_main
 from mrvae.config import BaselineConfig, DataConfig, Method, RunConfig
-from mrvae.runs.pipeline import load_run_data, prepare_run_dir
+from mrvae.runs.folder import prepare_run_dir
+from mrvae.runs.methods import load_run_data
 
 
 def seed_gaps(seed: int, threads: int) -> dict:

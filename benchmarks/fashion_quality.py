@@ -1,7 +1,7 @@
 """One MR-VAE against ten β-VAEs on binarised Fashion-MNIST with a CPU-sized ResNet, equal steps per model.
 
 The comparison of the paper's Table 2 (lowest test −ELBO over the rate-distortion curve) and Fig. 1
-(wall time) at CPU scale. Everything goes through the library: ``pipeline.train_method`` trains the
+(wall time) at CPU scale. Everything goes through the library: ``methods.train_method`` trains the
 MR-VAE (β log-uniform in [0.01, 10], one β per example), ``baselines.run_sweep`` trains one β-VAE
 (conditioning ``none``) at each β of logspace(−2, 1, 10) with the same net, optimiser and number of
 steps, and ``evaluate_at`` / ``evaluate_curve`` measure rate, distortion (one z sample) and active
@@ -41,7 +41,8 @@ from mrvae.data import load_data
 from mrvae.data.base import ArrayDataset, DataSplits
 from mrvae.data.errors import DataError
 from mrvae.evaluation.evaluate import evaluate_at
-from mrvae.runs.pipeline import RunDir, curve_for, prepare_run_dir, train_method
+from mrvae.runs.folder import RunDir, prepare_run_dir
+from mrvae.runs.methods import curve_for, train_method
 from mrvae.report.figures import plot_rd_curves
 
 PAPER_TABLE2 = {"MNIST ResNet": (89.63, 87.89), "MNIST CNN": (96.35, 93.51),
@@ -94,7 +95,7 @@ def reused_sweep(path: Path, config: RunConfig) -> RDCurve:
     keys += [("train", k) for k in mine["train"] if k not in ("steps", "log_every", "checkpoint_every")]
     differ = [f"{a}.{b}" if b else a for a, b in keys
               if (theirs.get(a, {}).get(b) if b else theirs.get(a)) != (mine[a][b] if b else mine[a])]
-    if curve.kind != "beta-vae" or differ:
+    if curve.kind is not Method.BETA_VAE or differ:
         raise SettingsError(f"{path}: not a β-VAE sweep with these settings (differ: {', '.join(differ) or 'kind'})")
     return curve
 
@@ -123,22 +124,22 @@ def run(args: argparse.Namespace, run_root: Path) -> dict:
 
     started, cpu = time.perf_counter(), time.process_time()
     fitted = train_method(config, data, run_dir, Method.MRVAE, log=log)
-    mr_curve = curve_for(fitted, config, data, Method.MRVAE)
+    mr_curve = curve_for(fitted.model, Method.MRVAE, config, data, fitted.wall_time_s)
     mr_points = [evaluate_at(fitted.model, data.test, b, config.eval) for b in betas]
-    comparison.rows["mrvae"] = [{c: p[c] for c in COLUMNS} for p in mr_points]
-    comparison.wall_time_s["mrvae"] = time.perf_counter() - started
+    comparison.rows[Method.MRVAE] = [{c: p[c] for c in COLUMNS} for p in mr_points]
+    comparison.wall_time_s[Method.MRVAE] = time.perf_counter() - started
     mr_train, mr_cpu = fitted.wall_time_s, time.process_time() - cpu
 
     started, cpu = time.perf_counter(), time.process_time()
     if reused is None:
         sweep = run_sweep(config, data, run_dir, log=log)
-        comparison.wall_time_s["beta-vae"] = time.perf_counter() - started
+        comparison.wall_time_s[Method.BETA_VAE] = time.perf_counter() - started
         sweep_cpu = time.process_time() - cpu
     else:
         sweep = reused
-        comparison.wall_time_s["beta-vae"] = sweep.summary["train_wall_time_s"] + sweep.summary["eval_wall_time_s"]
+        comparison.wall_time_s[Method.BETA_VAE] = sweep.summary["train_wall_time_s"] + sweep.summary["eval_wall_time_s"]
         sweep_cpu = math.nan
-    comparison.rows["beta-vae"] = rows_from_curve(sweep)
+    comparison.rows[Method.BETA_VAE] = rows_from_curve(sweep)
     sweep_train = sweep.summary["train_wall_time_s"]
 
     mr_curve.save(args.out / "fashion_quality_mrvae.json")
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace, run_root: Path) -> dict:
                          f"{config.train.steps} MR-VAE steps, {config.baseline.steps} per β-VAE")
 
     print(comparison.format_table())
-    gaps = comparison.gap_percent("mrvae")
+    gaps = comparison.gap_percent(Method.MRVAE)
     print("active units (of 32) per β:  " + "  ".join(
         f"β={b:.3g}: MR {int(p['active_units'])} / β-VAE {int(a)}"
         for b, p, a in zip(betas, mr_points, sweep.results["active_units"])))
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace, run_root: Path) -> dict:
         f"{k} {a} -> {b}" for k, a, b in ((k, *v) for k, v in PAPER_TABLE2.items())))
     print(f"training wall time: MR-VAE {mr_train:.0f} s (one run), β-VAEs {sweep_train:.0f} s "
           f"({len(betas)} runs, {sweep_train / mr_train:.1f}× the MR-VAE); with evaluation: MR-VAE "
-          f"{comparison.wall_time_s['mrvae']:.0f} s, β-VAEs {comparison.wall_time_s['beta-vae']:.0f} s")
+          f"{comparison.wall_time_s[Method.MRVAE]:.0f} s, β-VAEs {comparison.wall_time_s[Method.BETA_VAE]:.0f} s")
     print(f"CPU time (train + eval): MR-VAE {mr_cpu:.0f} s, " + (
         f"β-VAEs {sweep_cpu:.0f} s ({sweep_cpu / mr_cpu:.1f}×)" if math.isfinite(sweep_cpu)
         else f"β-VAEs not measured (sweep reused from {args.reuse_sweep})"))

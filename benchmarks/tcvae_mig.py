@@ -2,7 +2,7 @@
 
 Data: dsprites-like (procedural 64×64 sprites on dSprites' factor grid, with its five factor classes
 per image). Model: ``TCVAE`` (an MLP VAE, default hidden 256-256, 10 latents, Bernoulli, minibatch-
-weighted sampling) trained through ``pipeline.train_method``: the MR-β-TCVAE draws one β per example
+weighted sampling) trained through ``methods.train_method``: the MR-β-TCVAE draws one β per example
 log-uniformly in [0.1, 10] (the paper's β-TCVAE range); each β-TCVAE has conditioning ``none`` and a
 fixed β; every model gets the same number of steps. MIG (``mrvae.evaluation.mig``, 20 equal-width
 bins, posterior means, all five factors) is measured on a test subset at each β, along with rate and
@@ -37,7 +37,8 @@ from mrvae.data.dsprites_like import FACTOR_NAMES, load_dsprites_like
 from mrvae.evaluation.mig import mutual_information_gap
 from mrvae.evaluation.evaluate import evaluate_at
 from mrvae.models.base import VAE
-from mrvae.runs.pipeline import prepare_run_dir, train_method
+from mrvae.runs.folder import prepare_run_dir
+from mrvae.runs.methods import train_method
 
 BETA_LOW, BETA_HIGH = 0.1, 10.0
 
