@@ -7,11 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..config import Method, RunConfig, from_dict, to_dict
+from ..config import EvalConfig, Method, RunConfig, from_dict, to_dict
 from ..convert.export import export_checkpoint
 from ..data import DataSplits
 from ..evaluation.curves import RDCurve
 from ..evaluation.targeting import beta_for_distortion, beta_for_rate
+from ..models.base import VAE
 from ..report.build import build_report
 from ..report.figures import plot_rd_curves
 from ..runs.baselines import run_sweep
@@ -39,20 +40,15 @@ def _progress(args: Any) -> bool:
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
-def _open_run(args: Any, config: RunConfig) -> tuple[RunDir, DataSplits]:
-    """Join torchrun's process group (if started by torchrun), then create or reopen ``--out`` and load the data."""
-    init_distributed(config.train.device)
-    run = prepare_run_dir(args.out, config, args.resume)
-    return run, load_run_data(config)
-
-
 def cmd_run(args: Any) -> int:
     """Train every method of the run, write curves, the comparison table, the plot and the report.
 
     Under torchrun every rank trains and evaluates its shard; rank 0 alone writes and prints.
     """
     config = run_config_from(args)
-    run, data = _open_run(args, config)
+    init_distributed(config.train.device)  # under torchrun: join the process group before rank 0 writes --out
+    run = prepare_run_dir(args.out, config, args.resume)
+    data = load_run_data(config)
     if is_main_process():
         log(f"mrvae run: data {data.info.name} ({len(data.train)} train / {len(data.test)} test), "
             f"methods {', '.join(m.value for m in config.methods)}, output {run.root}")
@@ -88,7 +84,9 @@ def cmd_train(args: Any) -> int:
     if method is not Method.BETA_VAE and args.beta is not None:
         raise ValueError(f"--beta applies to --method beta-vae only; {method.value} trains over "
                          f"[train.beta_low, train.beta_high]")
-    run, data = _open_run(args, config)
+    init_distributed(config.train.device)  # under torchrun: join the process group before rank 0 writes --out
+    run = prepare_run_dir(args.out, config, args.resume)
+    data = load_run_data(config)
     result = train_method(config, data, run, method, args.beta, resume=args.resume, log=log,
                           progress_bar=_progress(args))
     print(f"trained {method.value} for {result.step} steps in {result.wall_time_s:.1f} s; "
@@ -99,7 +97,9 @@ def cmd_train(args: Any) -> int:
 def cmd_baseline(args: Any) -> int:
     """Train the β-VAE sweep and write ``curves/beta-vae.json``."""
     config = run_config_from(args)
-    run, data = _open_run(args, config)
+    init_distributed(config.train.device)  # under torchrun: join the process group before rank 0 writes --out
+    run = prepare_run_dir(args.out, config, args.resume)
+    data = load_run_data(config)
     curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
     if is_main_process():
         path = curve.save(run.curve(Method.BETA_VAE))
@@ -123,18 +123,22 @@ def cmd_curve(args: Any) -> int:
         eval_config = replace(eval_config, iwae_samples=args.iwae_samples)
     data = load_run_data(trained.config)
     curve = curve_for(trained.model, trained.method, trained.config, data, trained.wall_time_s, eval_config)
-    out = Path(args.out) if args.out else RunDir(path.parent.parent).curve(trained.method)
-    curve.save(out)
+    out = curve.save(Path(args.out) if args.out else RunDir(path.parent.parent).curve(trained.method))
     for beta, r, d in zip(curve.betas, curve.results["rate"], curve.results["distortion"]):
         print(f"β {beta:>9.4g}  rate {r:>9.3f}  distortion {d:>9.3f} nats")
     print(f"curve written to {out}")
+    _print_targets(args, trained.model, data, eval_config)
+    return 0
+
+
+def _print_targets(args: Any, model: VAE, data: DataSplits, eval_config: EvalConfig) -> None:
+    """The β of ``--target_rate`` / ``--target_distortion``, each found by bisection on the test split."""
     targets = ((args.target_rate, beta_for_rate, "rate"), (args.target_distortion, beta_for_distortion, "distortion"))
     for target, find, name in targets:
         if target is not None:
-            found = find(trained.model, data.test, target, config=eval_config)
+            found = find(model, data.test, target, config=eval_config)
             print(f"target {name} {target:g} nats: β = {found.beta:.6g} (rate {found.rate:.4f}, "
                   f"distortion {found.distortion:.4f} nats; {found.evaluations} evaluations)")
-    return 0
 
 
 def _curve_files(inputs: list[str]) -> list[Path]:

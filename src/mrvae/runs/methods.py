@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..beta import BetaRange
-from ..config import EvalConfig, Method, RunConfig, TrainConfig, from_dict, to_dict
+from ..config import EvalConfig, Method, ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
 from ..data import DataInfo, DataSplits, load_data
 from ..evaluation.curves import RDCurve
 from ..evaluation.evaluate import evaluate_curve
@@ -56,12 +56,14 @@ def _data_info_from_dict(raw: dict[str, Any]) -> DataInfo:
                     raw.get("description", ""))
 
 
-def initial_model(config: RunConfig, info: DataInfo, method: Method, num_train: int, train: TrainConfig) -> VAE:
-    """The untrained model of ``method``, its weights initialised from ``train.seed`` alone: every method and
-    every β of a run starts from the same draw. torch's global generator is left as it was."""
+def initial_model(config: ModelConfig, info: DataInfo, method: Method, num_train: int, beta_range: BetaRange,
+                  seed: int) -> VAE:
+    """The untrained model of ``method``, its weights drawn from a generator seeded with ``seed`` alone (the
+    same seed gives the same weights). torch's global generator, which module initialisers draw from, is
+    seeded inside a fork and left as it was."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train.seed)
-        return build_model(config.model, info, method.conditioning, num_train, train.beta_range)
+        torch.manual_seed(seed)
+        return build_model(config, info, method.conditioning, num_train, beta_range)
 
 
 def train_method(config: RunConfig, data: DataSplits, run: RunDir, method: Method, beta: float | None = None,
@@ -69,7 +71,7 @@ def train_method(config: RunConfig, data: DataSplits, run: RunDir, method: Metho
     """Build and train one model of ``method`` (at ``beta`` for a β-VAE) through ``fit()``; its checkpoint
     and metrics go to ``run``."""
     train = method_train_config(config, method, beta)
-    model = initial_model(config, data.info, method, len(data.train), train)
+    model = initial_model(config.model, data.info, method, len(data.train), train.beta_range, seed=train.seed)
     tag = method.value if beta is None else f"{method.value}@{beta:.4g}"
     extra = {"run_config": to_dict(config), "method": method.value, "beta": beta,
              "data_info": data_info_dict(data.info), "num_train": len(data.train)}
