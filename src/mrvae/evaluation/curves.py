@@ -6,10 +6,12 @@
              "active_units": [...]},
  "units": {"rate": "nats per example", ...},
  "summary": {"iwae_nll": float | null, "iwae_beta": float, "iwae_samples": int,
-             "train_wall_time_s": float, "eval_wall_time_s": float, "num_parameters": int},
+             "train_wall_time_s": float, "eval_wall_time_s": float, "num_parameters": int,
+             "steps_per_model": int (a β-VAE sweep only)},
  "config": {...}}
 ```
-Every ``results`` list is aligned with ``betas``.
+Every ``results`` list is aligned with ``betas``. In memory ``kind`` is a ``Method`` and ``summary`` is
+written from a ``CurveSummary``.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class _Objective(nn.Module):
         return per_example, out.rate, out.distortion
 
 
-def model_beta_range(model: VAE, config: TrainConfig) -> BetaRange:
+def _model_beta_range(model: VAE, config: TrainConfig) -> BetaRange:
     """The β range training samples from: the model's own, which must be the one ``config`` asks for."""
     own = getattr(model, "beta_range", None)
     if not isinstance(own, BetaRange):
@@ -73,7 +73,7 @@ class Trainer:
         self.precision = check_precision(device, config.precision)
         self.scaler = grad_scaler(device, self.precision)
         self.generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, info.rank))
-        self.beta_range = model_beta_range(model, config)
+        self.beta_range = _model_beta_range(model, config)
         self.step = 0
         self.skipped_in_a_row = 0
         self.wall_time_s = 0.0
