@@ -3,7 +3,7 @@
 Two architectures: a user's CNN VAE written with no knowledge of mrvae (28×28, Conv 16-32 / ConvT 32-16,
 converted with ``make_multirate``) and the library's default ``MLPVAE`` on (1, 8, 8). For each, three
 models run interleaved in one process (their order rotates every repeat) after a warm-up: the MR-VAE
-(gates live), the same MR-VAE folded at β = 0.5 by ``mrvae.convert.export.fold``, and the plain model (the
+(gates live), the same MR-VAE folded at β = 0.5 by ``mrvae.convert.fold``, and the plain model (the
 user's class / conditioning ``none``). One step is a forward pass of a batch under ``torch.no_grad``.
 The folded / plain ratio should be ≈ 1 (folding leaves no extra work); gated / plain is for reference.
 
@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from mrvae import BetaRange, MLPVAE, ModelConditioning
-from mrvae.convert.multirate import make_multirate, paper_exclude
-from mrvae.convert.export import fold
+from mrvae.convert import fold, make_multirate, paper_exclude
 from mrvae.layers import Conditioning
 
 BETA = 0.5
@@ -72,10 +71,10 @@ def mlp_steps(batch_size: int) -> dict[str, Callable[[], object]]:
     """Forward closures of the library MLPVAE: gated (with u), folded, and conditioning ``none``."""
     torch.manual_seed(0)
     gated = MLPVAE((1, 8, 8)).eval()
-    folded = fold(gated, BETA, BetaRange()).eval()
+    folded = fold(gated, BETA).eval()
     plain = MLPVAE((1, 8, 8), conditioning=ModelConditioning(kind=Conditioning.NONE)).eval()
     x = torch.rand(batch_size, 1, 8, 8)
-    u = BetaRange().standardise(torch.full((batch_size, 1), BETA))
+    u = gated.u_of(torch.full((batch_size,), BETA))
     return {"gated": lambda: gated(x, u, sample=False), "folded": lambda: folded(x, None, sample=False),
             "plain": lambda: plain(x, None, sample=False)}
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrvae.beta import BetaRange
-from mrvae.convert.multirate import ConvertedVAE, make_multirate, paper_exclude
+from mrvae.convert import ConvertedVAE, make_multirate, paper_exclude
 from mrvae.objectives import bernoulli_distortion, gaussian_rate
 
 

@@ -1,4 +1,5 @@
-"""Tests for mrvae.convert.multirate: a user's VAE made multi-rate, the scoped β context, the training adapter."""
+"""Tests for mrvae.convert (scope, select, make, vae): a user's VAE made multi-rate, the scoped β context, the
+training adapter."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from torch import nn
 
 from mrvae.beta import BetaRange
 from mrvae.gates import GateFunction, GateInit
+from mrvae.convert import (BetaNotSetError, ConvertedVAE, MultiRateModel, ScopedLayer, beta_context, execution_order,
+                           gateable_layers, last_layer, make_multirate, paper_exclude)
 from mrvae.layers import (Conditioning, ConditionedConv2d, ConditionedConvTranspose2d, ConditionedLinear,
-                          ConditioningSpec, ModelConditioning)
-from mrvae.convert.multirate import (BetaNotSetError, ConvertedVAE, MultiRateModel, ScopedLayer, beta_context,
-                           execution_order, gateable_layers, last_layer, make_multirate, paper_exclude)
+                          ModelConditioning, Role)
 from mrvae.models import MLPVAE
 from mrvae.objectives import bernoulli_distortion, gaussian_rate
 
@@ -52,14 +53,14 @@ class UserConvVAE(nn.Module):
 class HandBuilt(nn.Module):
     """The same network written with mrvae's conditioned layers, taking u explicitly."""
 
-    def __init__(self, enc: ConditioningSpec, dec: ConditioningSpec, latent: int = 3) -> None:
+    def __init__(self, spec: ModelConditioning, latent: int = 3) -> None:
         super().__init__()
-        self.conv1 = ConditionedConv2d(1, 4, 3, stride=2, padding=1, spec=enc)
-        self.conv2 = ConditionedConv2d(4, 6, 3, stride=2, padding=1, spec=enc)
+        self.conv1 = ConditionedConv2d(1, 4, 3, stride=2, padding=1, spec=spec, role=Role.ENCODER)
+        self.conv2 = ConditionedConv2d(4, 6, 3, stride=2, padding=1, spec=spec, role=Role.ENCODER)
         self.fc_mu = nn.Linear(24, latent)
         self.fc_logvar = nn.Linear(24, latent)
-        self.fc_dec = ConditionedLinear(latent, 24, dec)
-        self.deconv1 = ConditionedConvTranspose2d(6, 4, 4, stride=2, padding=1, spec=dec)
+        self.fc_dec = ConditionedLinear(latent, 24, spec, Role.DECODER)
+        self.deconv1 = ConditionedConvTranspose2d(6, 4, 4, stride=2, padding=1, spec=spec, role=Role.DECODER)
         self.deconv2 = nn.ConvTranspose2d(4, 1, 4, stride=2, padding=1)
 
     def forward(self, x, u):
@@ -72,29 +73,27 @@ class HandBuilt(nn.Module):
 def _convert(spec, **kwargs) -> tuple[UserConvVAE, MultiRateModel]:
     torch.manual_seed(0)
     user = UserConvVAE()
-    decoder = ["fc_dec", "deconv*"] if isinstance(spec, ModelConditioning) else None
     mr = make_multirate(user, RANGE, exclude=paper_exclude(user, ["fc_mu", "fc_logvar"]), spec=spec,
-                        decoder=decoder, **kwargs)
+                        decoder=["fc_dec", "deconv*"], **kwargs)
     return user, mr
 
 
 PAPER_GATES = ModelConditioning(encoder_gate=GateFunction.SIGMOID, decoder_gate=GateFunction.SQRT, gate_scale=1.0)
-FILM = ConditioningSpec(Conditioning.FILM, film_hidden=4)
+FILM = ModelConditioning(Conditioning.FILM, film_hidden=4)
 
 
 @pytest.mark.parametrize("spec", [PAPER_GATES, ModelConditioning(), FILM], ids=["paper", "default", "film"])
 def test_converted_model_equals_hand_built_gated_model_at_every_beta(spec):
     user, mr = _convert(spec)
     assert mr.gated_layers == ("conv1", "conv2", "fc_dec", "deconv1")
-    if isinstance(spec, ModelConditioning):
-        enc, dec = spec.encoder(), spec.decoder()
-        assert mr.model.fc_dec.spec.gate is spec.decoder_gate and mr.model.conv1.spec.gate is spec.encoder_gate
+    if spec.kind is Conditioning.GATE:
+        assert mr.model.fc_dec.gate.function is spec.decoder_gate and mr.model.conv1.gate.function is spec.encoder_gate
+        assert mr.model.fc_dec.role is Role.DECODER and mr.model.conv1.role is Role.ENCODER
     else:
-        enc = dec = spec
         with torch.no_grad():  # FiLM starts at identity: make it β-dependent
             for p in mr.parameters():
                 p.add_(0.3 * torch.randn_like(p))
-    hand = HandBuilt(enc, dec)
+    hand = HandBuilt(spec)
     hand.load_state_dict(mr.model.state_dict())  # same keys: layer.base.*, layer.gate.* / layer.film.*
     x = torch.rand(5, 1, 8, 8)
     betas = [0.01, 0.3, 1.0, 10.0, torch.logspace(-2, 1, 5), torch.logspace(-2, 1, 5).unsqueeze(1)]
@@ -208,15 +207,17 @@ def test_selection_by_name_glob_prefix_and_rule_and_its_errors():
     assert make_multirate(model, exclude=["head", "*.2"]).gated_layers == ("encoder.0", "decoder.0")
     rule = lambda name, m: m.out_features < 8  # noqa: E731
     assert make_multirate(model, exclude=rule).gated_layers == ("encoder.0", "encoder.2", "decoder.0")
-    assert make_multirate(model, exclude=(), spec=ConditioningSpec(Conditioning.NONE)).gated_layers == ()
+    assert make_multirate(model, exclude=(), spec=ModelConditioning(Conditioning.NONE)).gated_layers == ()
     with pytest.raises(ValueError, match=r"exclude entry 'encodr' matches no .*'decoder.0'"):
         make_multirate(model, exclude=["encodr"])
     with pytest.raises(TypeError, match="names, globs or rules"):
         make_multirate(model, exclude=[3])
     with pytest.raises(ValueError, match="pass decoder=... naming the decoder's layers"):
         make_multirate(model, exclude=(), spec=PAPER_GATES)
-    with pytest.raises(ValueError, match="only applies with a ModelConditioning"):
-        make_multirate(model, exclude=(), spec=ConditioningSpec(), decoder="decoder")
+    with pytest.raises(TypeError, match="spec must be a ModelConditioning, got 'gate'"):
+        make_multirate(model, exclude=(), spec="gate")
+    with pytest.raises(ValueError, match=r"decoder entry 'decodr' matches no"):
+        make_multirate(model, exclude=(), spec=PAPER_GATES, decoder="decodr")
     with pytest.raises(TypeError, match="already contains mrvae conditioned layers"):
         make_multirate(MLPVAE((4,), 2, (8,)), exclude=())
 

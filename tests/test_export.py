@@ -1,4 +1,4 @@
-"""Tests for mrvae.convert.export: gates folded at one β, safetensors + JSON export, pickle-free reload."""
+"""Tests for mrvae.convert.fold and .export: gates folded at one β, safetensors + JSON export, pickle-free reload."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import torch
 from torch import nn
 
 from mrvae.beta import BetaRange
-from mrvae.convert.multirate import ConvertedVAE, make_multirate
-from mrvae.convert.export import (CONFIG_FILE, WEIGHTS_FILE, export_checkpoint, fold, fold_affine_into, load_exported,
-                          read_export_config)
+from mrvae.convert import (CONFIG_FILE, WEIGHTS_FILE, ConvertedVAE, export_checkpoint, fold, fold_affine_into,
+                           load_exported, make_multirate, read_export_config)
 from mrvae.gates import FilmConditioner, GateFunction, UnitGate
-from mrvae.layers import Conditioning, ConditionedLayer, ConditioningSpec, ModelConditioning
+from mrvae.layers import Conditioning, ConditionedLayer, ModelConditioning
 from mrvae.models import LinearVAE, MLPVAE
 
 RANGE = BetaRange(0.01, 10.0)
@@ -59,8 +58,7 @@ def _perturb(model: nn.Module, scale: float = 0.3) -> None:
 def _converted(spec, norm: bool = False):
     torch.manual_seed(0)
     user = UserNet(norm=norm)
-    decoder = ["up", "deconv"] if isinstance(spec, ModelConditioning) else None
-    mr = make_multirate(user, RANGE, exclude=["mu", "out"], spec=spec, decoder=decoder)
+    mr = make_multirate(user, RANGE, exclude=["mu", "out"], spec=spec, decoder=["up", "deconv"])
     _perturb(mr)
     return mr.eval()
 
@@ -122,6 +120,29 @@ def test_folded_library_models_equal_the_mr_vae_and_load_into_the_plain_architec
         assert torch.equal(plain(x, None, sample=False).output, got.output)
 
 
+def test_folded_lstm_folds_its_conditioned_embeddings_and_projections():
+    from mrvae.models import LSTMVAE
+
+    torch.manual_seed(4)
+    model = LSTMVAE(12, 3, 6, 8, beta_range=RANGE, conditioning=PAPER_GATES).eval()
+    _perturb(model)
+    tokens = torch.tensor([[2, 5, 7, 3, 0], [2, 9, 4, 11, 3]])
+    z, u = torch.randn(2, 3), RANGE.u_of(0.3)
+    folded = fold(model, 0.3)
+    assert not any(isinstance(m, UnitGate) for m in folded.modules())
+    assert _max_diff(folded.encode(tokens, None), model.encode(tokens, u)) <= TOL
+    assert _max_diff((folded.decode(z, None, tokens),), (model.decode(z, u, tokens),)) <= TOL
+    plain = LSTMVAE(12, 3, 6, 8, conditioning=ModelConditioning(kind=Conditioning.NONE))
+    plain.load_state_dict(folded.state_dict())
+    with pytest.raises(ValueError, match="cannot fold the FiLM shift into encoder_embedding.base"):
+        fold(_perturbed(LSTMVAE(12, 3, 6, 8, beta_range=RANGE, conditioning=FILM)), 0.3)
+
+
+def _perturbed(model: nn.Module) -> nn.Module:
+    _perturb(model)
+    return model
+
+
 def test_folded_linear_vae_includes_its_beta_dependent_variance():
     torch.manual_seed(2)
     model = LinearVAE(5, 3, conditioning=PAPER_GATES)
@@ -136,7 +157,7 @@ def test_folded_linear_vae_includes_its_beta_dependent_variance():
 
 def test_folding_a_batchnorm_inside_a_library_layer_base():
     torch.manual_seed(3)
-    layer = ConditionedLayer(nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4)), 4, ConditioningSpec())
+    layer = ConditionedLayer(nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4)), 4, ModelConditioning())
     _perturb(layer)
     layer.eval()
     x, u = torch.randn(3, 2, 5, 5), RANGE.standardise(torch.full((1, 1), 0.7))

@@ -1,4 +1,4 @@
-"""The fused gating multiply (gate_kernel.py) against plain autograd through ``UnitGate``."""
+"""The fused gating multiply (gates.GatedProduct) against plain autograd through ``UnitGate``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from mrvae.gates import GatedProduct, gate_slope, gated_product
 from mrvae.gates import SQRT_GATE_FLOOR, GateFunction, UnitGate, gate_function, sqrt_gate
 from mrvae.layers import (Conditioning, ConditionedConv2d, ConditionedLinear, ConditionedSequential,
-                          ConditioningSpec, _fusable_relus)
+                          ModelConditioning, _fusable_relus)
 
 SHAPES = [(5, 3), (4, 3, 5, 6)]  # a Linear's (B, C) and a convolution's (B, C, H, W)
 CASES = list(itertools.product(SHAPES, (True, False), GateFunction, (1.0, 2.0)))
@@ -113,7 +113,7 @@ def test_mixed_precision_keeps_the_unfused_dtypes():
                                   lambda spec: ConditionedConv2d(2, 4, 3, padding=1, spec=spec)])
 def test_conditioned_layer_uses_the_fused_node_with_unchanged_parameters(function, make):
     torch.manual_seed(0)
-    layer = make(ConditioningSpec(gate=function, scale=2.0))
+    layer = make(ModelConditioning(encoder_gate=function, gate_scale=2.0))
     assert sorted(k for k in layer.state_dict() if k.startswith("gate")) == ["gate.bias", "gate.weight"]
     x = torch.randn((5, 6) if isinstance(layer, ConditionedLinear) else (5, 2, 6, 6))
     u = torch.randn(5, 1)
@@ -173,7 +173,7 @@ def _unfused(net, x, u):
 
 @pytest.mark.parametrize("function", list(GateFunction))
 def test_sequential_fuses_gate_and_relu_with_the_same_values_and_gradients(function):
-    net, _ = _sequential(ConditioningSpec(gate=function))
+    net, _ = _sequential(ModelConditioning(encoder_gate=function))
     x, u = torch.randn(5, 2, 6, 6), torch.randn(5, 1)
     out, expected = net(x, u), _unfused(net, x, u)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
@@ -184,28 +184,28 @@ def test_sequential_fuses_gate_and_relu_with_the_same_values_and_gradients(funct
 
 
 def test_sequential_leaves_hooked_relus_unfused_and_plain_layers_alone():
-    net, seen = _sequential(ConditioningSpec(), hook=True)
+    net, seen = _sequential(ModelConditioning(), hook=True)
     x, u = torch.randn(5, 2, 6, 6), torch.randn(5, 1)
     out = net(x, u)
     assert seen == [(5, 4, 6, 6)]  # the hooked ReLU ran as a module
     torch.testing.assert_close(out, _unfused(net, x, u), rtol=1e-6, atol=1e-6)
     assert _fusable_relus(net.layers) == {2}  # only the second conv, whose ReLU has no hook
-    assert _fusable_relus(_sequential(ConditioningSpec())[0].layers) == {0, 2}
-    assert _fusable_relus(_sequential(ConditioningSpec(Conditioning.NONE))[0].layers) == set()
-    assert _fusable_relus(_sequential(ConditioningSpec(Conditioning.FILM))[0].layers) == set()
+    assert _fusable_relus(_sequential(ModelConditioning())[0].layers) == {0, 2}
+    assert _fusable_relus(_sequential(ModelConditioning(Conditioning.NONE))[0].layers) == set()
+    assert _fusable_relus(_sequential(ModelConditioning(Conditioning.FILM))[0].layers) == set()
 
 
 def test_layer_relu_flag_matches_relu_after_for_every_conditioning():
     x, u = torch.randn(5, 2, 6, 6), torch.randn(5, 1)
     for kind in Conditioning:
         torch.manual_seed(4)
-        layer = ConditionedConv2d(2, 4, 3, padding=1, spec=ConditioningSpec(kind))
+        layer = ConditionedConv2d(2, 4, 3, padding=1, spec=ModelConditioning(kind))
         torch.testing.assert_close(layer(x, u, relu=True), torch.relu(layer(x, u)), rtol=1e-6, atol=1e-6)
 
 
 def test_a_hook_on_the_base_convolution_sees_its_own_output_not_the_gated_one():
     torch.manual_seed(0)
-    layer = ConditionedConv2d(2, 3, 3, padding=1, spec=ConditioningSpec(kind=Conditioning.GATE))
+    layer = ConditionedConv2d(2, 3, 3, padding=1, spec=ModelConditioning(kind=Conditioning.GATE))
     seen = []
     layer.base.register_forward_hook(lambda module, inputs, output: seen.append(output))
     x, u = torch.randn(4, 2, 5, 5), torch.randn(4, 1)

@@ -7,12 +7,13 @@ import torch
 from torch import nn
 
 from mrvae.beta import BetaRange
+from mrvae.data.text import BOS_INDEX, EOS_INDEX, PAD_INDEX
 from mrvae.gates import UnitGate
 from mrvae.layers import ModelConditioning
 from mrvae.models.lstm import LSTMVAE
 from mrvae.objectives import Likelihood
 
-VOCAB, PAD, BOS, EOS = 30, 0, 1, 2
+VOCAB, PAD, BOS, EOS = 30, PAD_INDEX, BOS_INDEX, EOS_INDEX  # the model's defaults: the data module's ids
 
 
 def small(kind: str = "gate", **kwargs) -> LSTMVAE:
@@ -132,7 +133,7 @@ def test_errors():
     u = torch.zeros(3, 1)
     with pytest.raises(TypeError, match="expects torch.long token ids, got dtype torch.float32"):
         model.encode(batch().float(), u)
-    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 30\), got min 1, max 30"):
+    with pytest.raises(ValueError, match=rf"token ids must lie in \[0, 30\), got min {BOS}, max 30"):
         model.encode(torch.tensor([[BOS, 30, EOS]]), u[:1])
     with pytest.raises(ValueError, match="padding \\(id 0\\) must only follow the tokens"):
         model.encode(torch.tensor([[BOS, PAD, 5, EOS]]), u[:1])
@@ -142,9 +143,28 @@ def test_errors():
         model.decode(torch.zeros(3, 5), u)
     with pytest.raises(ValueError, match="max_length must be >= 2"):
         model.generate(torch.zeros(3, 5), u, 1)
-    with pytest.raises(ValueError, match="pad, BOS and EOS ids must differ, got 0, 0, 2"):
+    with pytest.raises(ValueError, match=f"pad, BOS and EOS ids must differ, got 0, 0, {EOS}"):
         LSTMVAE(VOCAB, bos_index=0)
     with pytest.raises(ValueError, match=r"eos_index must be in \[0, 30\), got 30"):
         LSTMVAE(VOCAB, eos_index=30)
     with pytest.raises(ValueError, match="need vocab_size >= 2"):
         LSTMVAE(1)
+
+
+def test_token_ids_default_to_the_data_module_and_match_its_batches(tmp_path):
+    from mrvae.config import ModelConfig
+    from mrvae.data.text import load_text
+    from mrvae.models import build_model
+
+    model = small()
+    assert (model.pad_index, model.bos_index, model.eos_index) == (PAD_INDEX, BOS_INDEX, EOS_INDEX) == (0, 2, 3)
+    (tmp_path / "text").mkdir()
+    for split in ("train", "valid", "test"):
+        (tmp_path / "text" / f"{split}.txt").write_text("the cat sat\na dog\n")
+    data = load_text(tmp_path)
+    built = build_model(ModelConfig(arch="lstm", latent_dim=3, embedding_dim=6, lstm_hidden=10), data.info, "gate")
+    assert (built.encoder_embedding.base.embedding_dim, built.hidden_dim) == (6, 10)
+    assert built.bos_index == data.notes["bos_index"] and built.eos_index == data.notes["eos_index"]
+    built.check_tokens(data.train.data)
+    generated = built.generate(torch.zeros(2, 3), torch.zeros(2, 1), 5)
+    assert bool((generated[:, 0] == data.notes["bos_index"]).all())

@@ -2,8 +2,8 @@
 
 from .beta import BetaRange, BetaSampling, baseline_betas
 from .gates import GateFunction, GateInit, UnitGate
-from .layers import (Conditioning, ConditioningSpec, ConditionedConv2d, ConditionedConvTranspose2d,
-                     ConditionedLinear, ConditionedSequential, ModelConditioning)
+from .layers import (Conditioning, ConditionedConv2d, ConditionedConvTranspose2d, ConditionedEmbedding,
+                     ConditionedLinear, ConditionedSequential, ModelConditioning, Role)
 from .models import VAE, LinearVAE, MLPVAE
 from .objectives import (Likelihood, bernoulli_distortion, beta_objective, gaussian_distortion,
                          gaussian_rate, iwae_bound)
@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BetaRange", "BetaSampling", "baseline_betas",
     "GateFunction", "GateInit", "UnitGate",
-    "Conditioning", "ConditioningSpec", "ConditionedLinear", "ConditionedConv2d",
-    "ConditionedConvTranspose2d", "ConditionedSequential", "ModelConditioning",
+    "Conditioning", "ModelConditioning", "Role", "ConditionedLinear", "ConditionedConv2d",
+    "ConditionedConvTranspose2d", "ConditionedEmbedding", "ConditionedSequential",
     "VAE", "LinearVAE", "MLPVAE",
     "Likelihood", "gaussian_rate", "bernoulli_distortion", "gaussian_distortion", "beta_objective",
     "iwae_bound",

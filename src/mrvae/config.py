@@ -11,10 +11,9 @@ from typing import Any
 
 import yaml
 
-from .beta import BetaRange, BetaSampling, baseline_betas
+from .beta import BetaRange, BetaSampling, Choice, baseline_betas
 from .gates import GateFunction, GateInit
 from .layers import Conditioning, ModelConditioning
-from .beta import Choice
 
 
 class Method(Choice):
@@ -53,43 +52,52 @@ class DataConfig:
     seed: int = 0
 
 
+#: The ``ModelConditioning`` settings a ``ModelConfig`` holds (flat, so the flags read ``--model.gate_scale``);
+#: its ``kind`` comes from the training method.
+GATE_SETTINGS = ("encoder_gate", "decoder_gate", "gate_scale", "gate_init", "film_hidden")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture (a name in ``mrvae.models.ARCHITECTURES``) and its conditioning settings.
+    """Architecture (a name in ``mrvae.models.ARCHITECTURES``), its sizes, and its conditioning settings.
 
-    ``hidden`` is used by ``mlp``; ``width`` multiplies channel counts of the conv models;
-    ``sigma2`` overrides the data set's Gaussian variance (None keeps the data set's).
+    Sizes: ``hidden`` (the layer sizes of ``mlp`` and ``tcvae``), ``width`` (multiplies the channel
+    counts of ``conv`` and ``resnet``), ``embedding_dim`` and ``lstm_hidden`` (``lstm``: token embedding
+    and LSTM state sizes, 256 each in the paper); ``latent_dim`` for all. ``sigma2`` overrides the data
+    set's Gaussian variance (None keeps the data set's). The gate settings (``GATE_SETTINGS``) are those
+    of ``ModelConditioning``, which checks them: ``conditioning(kind)`` gives the one a model takes.
     """
 
     arch: str = "mlp"
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
     width: float = 1.0
-    encoder_gate: GateFunction = GateFunction.SIGMOID
-    decoder_gate: GateFunction = GateFunction.SIGMOID
-    gate_scale: float = 2.0
-    gate_init: GateInit = GateInit.PAPER
-    film_hidden: int = 16
+    embedding_dim: int = 256
+    lstm_hidden: int = 256
+    encoder_gate: GateFunction = ModelConditioning.encoder_gate
+    decoder_gate: GateFunction = ModelConditioning.decoder_gate
+    gate_scale: float = ModelConditioning.gate_scale
+    gate_init: GateInit = ModelConditioning.gate_init
+    film_hidden: int = ModelConditioning.film_hidden
     sigma2: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "encoder_gate", GateFunction(self.encoder_gate))
-        object.__setattr__(self, "decoder_gate", GateFunction(self.decoder_gate))
-        object.__setattr__(self, "gate_init", GateInit(self.gate_init))
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        checked = self.conditioning(Conditioning.GATE)  # coerces and validates the gate settings
+        for name in GATE_SETTINGS:
+            object.__setattr__(self, name, getattr(checked, name))
+        for name in ("latent_dim", "embedding_dim", "lstm_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
         _positive("width", self.width)
-        _positive("gate_scale", self.gate_scale)
         if self.sigma2 is not None:
             _positive("sigma2", self.sigma2)
 
-    def conditioning(self, kind: Conditioning) -> ModelConditioning:
-        """The ``ModelConditioning`` these settings give for ``kind``."""
-        return ModelConditioning(kind, self.encoder_gate, self.decoder_gate, self.gate_scale, self.gate_init,
-                                 self.film_hidden)
+    def conditioning(self, kind: Conditioning | str) -> ModelConditioning:
+        """The ``ModelConditioning`` of kind ``kind`` (none | gate | film) with these gate settings."""
+        return ModelConditioning(Conditioning(kind), **{name: getattr(self, name) for name in GATE_SETTINGS})
 
 
 @dataclass(frozen=True)

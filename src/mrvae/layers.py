@@ -1,23 +1,24 @@
-"""Layers conditioned on standardised log β: Linear / Conv2d / ConvTranspose2d with ``none | gate | film``.
+"""Layers conditioned on standardised log β: Linear / Conv2d / ConvTranspose2d / Embedding with ``none | gate | film``.
 
 Each conditioned layer wraps an ordinary ``base`` layer and takes ``(x, u)`` in ``forward``, with
 ``u`` of shape (B, 1) (or (1, 1), broadcast over the batch). For ``gate`` it returns
 ``gate(u) ⊙ base(x)`` with one gate per output unit or channel, so the weight row and the bias of
 each unit are scaled together (PAPER.md Eqn 8-9); for ``film`` it returns ``scale(u)·base(x) + shift(u)``;
-for ``none`` it returns ``base(x)`` and ignores ``u``.
+for ``none`` it returns ``base(x)`` and ignores ``u``. What a layer gets is one ``ModelConditioning``
+(the whole model's settings) and its ``Role`` (encoder or decoder), which picks the gate function.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
-from .gates import GatedProduct
-from .gates import FilmConditioner, GateFunction, GateInit, UnitGate
 from .beta import Choice
+from .gates import FilmConditioner, GatedProduct, GateFunction, GateInit, UnitGate
 
 
 class Conditioning(Choice):
@@ -28,31 +29,54 @@ class Conditioning(Choice):
     FILM = "film"
 
 
+class Role(Choice):
+    """Where a conditioned layer sits; it picks the gate function of ``ModelConditioning``."""
+
+    ENCODER = "encoder"
+    DECODER = "decoder"
+
+
 @dataclass(frozen=True)
-class ConditioningSpec:
-    """What conditioning one layer gets, and the gate function / scale / init or FiLM width it uses."""
+class ModelConditioning:
+    """A model's conditioning: one kind for the whole network, the encoder's and the decoder's gate
+    function, and the gate scale / init or FiLM width shared by every conditioned layer. Each layer
+    takes it with its ``Role``; ``gate_function(role)`` is the one difference between the two roles.
+
+    The default (2·sigmoid gates with PyTorch's init, starting near 1) is the one we measured to
+    work best on the embedded digits (README, benchmarks/); ``encoder_gate="sigmoid",
+    decoder_gate="sqrt", gate_scale=1`` is the paper's Eqn 7.
+    """
 
     kind: Conditioning = Conditioning.GATE
-    gate: GateFunction = GateFunction.SIGMOID
-    scale: float = 2.0
-    init: GateInit = GateInit.PAPER
+    encoder_gate: GateFunction = GateFunction.SIGMOID
+    decoder_gate: GateFunction = GateFunction.SIGMOID
+    gate_scale: float = 2.0
+    gate_init: GateInit = GateInit.PAPER
     film_hidden: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", Conditioning(self.kind))
-        object.__setattr__(self, "gate", GateFunction(self.gate))
-        object.__setattr__(self, "init", GateInit(self.init))
-        if not self.scale > 0:
-            raise ValueError(f"gate scale must be > 0, got {self.scale!r}")
-        if self.film_hidden < 1:
+        object.__setattr__(self, "encoder_gate", GateFunction(self.encoder_gate))
+        object.__setattr__(self, "decoder_gate", GateFunction(self.decoder_gate))
+        object.__setattr__(self, "gate_init", GateInit(self.gate_init))
+        scale = self.gate_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"gate scale must be > 0, got {scale!r}")
+        object.__setattr__(self, "gate_scale", float(scale))
+        if isinstance(self.film_hidden, bool) or not isinstance(self.film_hidden, int) or self.film_hidden < 1:
             raise ValueError(f"film_hidden must be >= 1, got {self.film_hidden!r}")
 
-    def unconditioned(self) -> ConditioningSpec:
-        """The same spec with ``kind = none`` (for layers the paper leaves ungated)."""
-        return ConditioningSpec(Conditioning.NONE, self.gate, self.scale, self.init, self.film_hidden)
+    def gate_function(self, role: Role | str) -> GateFunction:
+        """The gate function of the layers in ``role`` (encoder or decoder)."""
+        return self.encoder_gate if Role(role) is Role.ENCODER else self.decoder_gate
+
+    def unconditioned(self) -> ModelConditioning:
+        """The same settings with ``kind = none`` (what a folded layer carries)."""
+        return replace(self, kind=Conditioning.NONE)
 
 
-PLAIN = ConditioningSpec(Conditioning.NONE)
+#: The conditioning of a plain (β-VAE) layer or model.
+PLAIN = ModelConditioning(Conditioning.NONE)
 
 
 class BetaConditioned(nn.Module):
@@ -68,17 +92,33 @@ def check_u(u: Tensor | None, batch_size: int, where: str) -> Tensor:
     return u
 
 
-class ConditionedLayer(BetaConditioned):
-    """A ``base`` layer whose per-unit (per-channel) output is conditioned on u, see module docstring."""
+def unit_dim(base: nn.Module) -> int:
+    """The axis of ``base``'s output that holds its units: -1 for Linear and Embedding ((B, ..., out)),
+    1 for convolutions and BatchNorm ((B, C, ...)); an nn.Sequential's is its last layer's."""
+    while isinstance(base, nn.Sequential) and len(base) > 0:
+        base = base[-1]
+    return -1 if isinstance(base, (nn.Linear, nn.Embedding)) else 1
 
-    def __init__(self, base: nn.Module, out_features: int, spec: ConditioningSpec = ConditioningSpec()) -> None:
+
+class ConditionedLayer(BetaConditioned):
+    """A ``base`` layer whose per-unit (per-channel) output is conditioned on u, see module docstring.
+
+    ``spec`` is the model's ``ModelConditioning``; ``role`` (encoder or decoder) picks its gate function.
+    """
+
+    def __init__(self, base: nn.Module, out_features: int, spec: ModelConditioning = ModelConditioning(),
+                 role: Role | str = Role.ENCODER) -> None:
         super().__init__()
+        if not isinstance(spec, ModelConditioning):
+            raise TypeError(f"spec must be a ModelConditioning, got {spec!r}")
         self.base = base
         self.spec = spec
+        self.role = Role(role)
+        self.unit_dim = unit_dim(base)
         self.gate: UnitGate | None = None
         self.film: FilmConditioner | None = None
         if spec.kind is Conditioning.GATE:
-            self.gate = UnitGate(out_features, spec.gate, spec.scale, spec.init)
+            self.gate = UnitGate(out_features, spec.gate_function(self.role), spec.gate_scale, spec.gate_init)
         elif spec.kind is Conditioning.FILM:
             self.film = FilmConditioner(out_features, spec.film_hidden)
 
@@ -86,57 +126,73 @@ class ConditionedLayer(BetaConditioned):
     def conditioning(self) -> Conditioning:
         return self.spec.kind
 
+    def per_unit(self, values: Tensor, y: Tensor) -> Tensor:
+        """(B or 1, out) per-unit values -> a view that broadcasts against ``y`` along its unit axis."""
+        shape = [1] * y.dim()
+        shape[0], shape[self.unit_dim] = values.shape
+        return values.reshape(shape)
+
     def forward(self, x: Tensor, u: Tensor | None = None, relu: bool = False) -> Tensor:
-        """(B, in, ...) input and (B, 1) u -> (B, out, ...) output; ``relu`` applies a ReLU after the
-        conditioning (fused into the gate's autograd node, so no extra feature map is kept for backward)."""
+        """(B, in, ...) input and (B, 1) u -> (B, out, ...) output ((B, ..., out) for Linear and Embedding);
+        ``relu`` applies a ReLU after the conditioning (fused into the gate's autograd node, so no extra
+        feature map is kept for backward)."""
         y = self.base(x)
         if self.spec.kind is Conditioning.NONE:
             return torch.relu(y) if relu else y
         u = check_u(u, y.shape[0], type(self).__name__)
-        if type(self.gate) is UnitGate and y.dim() > 2:
-            # feature maps: one autograd node for gate(u) ⊙ y (gate_kernel.py), written into y, a fresh
+        if type(self.gate) is UnitGate and self.unit_dim == 1 and y.dim() > 2:
+            # feature maps: one autograd node for gate(u) ⊙ y (gates.GatedProduct), written into y, a fresh
             # tensor of base's, unless a hook on base may hold on to y. Not for a Linear's (B, out):
             # there the Python node costs more than it saves.
             gate = self.gate
             return GatedProduct.apply(y, u, gate.weight, gate.bias, gate.function, gate.scale, relu,
                                       not _has_hooks(self.base))
-        if self.gate is not None:  # a stand-in module (e.g. a benchmark's diagnostic): plain autograd
-            gate = self.gate(u)
-            y = y * (gate if y.dim() == 2 else gate.reshape(gate.shape + (1,) * (y.dim() - 2)))
+        if self.gate is not None:  # also a stand-in module (e.g. a benchmark's diagnostic): plain autograd
+            y = y * self.per_unit(self.gate(u), y)
         else:
             assert self.film is not None
             scale, shift = self.film(u)
-            unit_shape = (-1, y.shape[1]) + (1,) * (y.dim() - 2)
-            y = y * scale.reshape(unit_shape) + shift.reshape(unit_shape)
+            y = y * self.per_unit(scale, y) + self.per_unit(shift, y)
         return torch.relu(y) if relu else y
 
 
 class ConditionedLinear(ConditionedLayer):
-    """``nn.Linear(in, out)`` conditioned per output unit: (B, in), (B, 1) -> (B, out)."""
+    """``nn.Linear(in, out)`` conditioned per output unit: (B, ..., in), (B, 1) -> (B, ..., out)."""
 
-    def __init__(self, in_features: int, out_features: int, spec: ConditioningSpec = ConditioningSpec(),
-                 bias: bool = True) -> None:
-        super().__init__(nn.Linear(in_features, out_features, bias=bias), out_features, spec)
+    def __init__(self, in_features: int, out_features: int, spec: ModelConditioning = ModelConditioning(),
+                 role: Role | str = Role.ENCODER, bias: bool = True) -> None:
+        super().__init__(nn.Linear(in_features, out_features, bias=bias), out_features, spec, role)
 
 
 class ConditionedConv2d(ConditionedLayer):
     """``nn.Conv2d`` conditioned per output channel: (B, C, H, W), (B, 1) -> (B, C', H', W')."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, spec: ConditioningSpec = ConditioningSpec(), bias: bool = True) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 spec: ModelConditioning = ModelConditioning(), role: Role | str = Role.ENCODER,
+                 bias: bool = True) -> None:
         base = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
-        super().__init__(base, out_channels, spec)
+        super().__init__(base, out_channels, spec, role)
 
 
 class ConditionedConvTranspose2d(ConditionedLayer):
     """``nn.ConvTranspose2d`` conditioned per output channel: (B, C, H, W), (B, 1) -> (B, C', H', W')."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, output_padding: int = 0, spec: ConditioningSpec = ConditioningSpec(),
-                 bias: bool = True) -> None:
+                 padding: int = 0, output_padding: int = 0, spec: ModelConditioning = ModelConditioning(),
+                 role: Role | str = Role.ENCODER, bias: bool = True) -> None:
         base = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                   output_padding=output_padding, bias=bias)
-        super().__init__(base, out_channels, spec)
+        super().__init__(base, out_channels, spec, role)
+
+
+class ConditionedEmbedding(ConditionedLayer):
+    """``nn.Embedding`` conditioned per embedding unit: (B, T) long ids, (B, 1) u -> (B, T, E); one gate
+    (or FiLM scale and shift) per unit, shared by every position."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, pad_index: int | None = None,
+                 spec: ModelConditioning = ModelConditioning(), role: Role | str = Role.ENCODER) -> None:
+        super().__init__(nn.Embedding(num_embeddings, embedding_dim, padding_idx=pad_index), embedding_dim, spec,
+                         role)
 
 
 class ConditionedSequential(BetaConditioned):
@@ -179,41 +235,8 @@ def _fusable_relus(layers: nn.ModuleList) -> set[int]:
     for index in range(len(layers) - 1):
         layer, after = layers[index], layers[index + 1]
         if (type(after) is nn.ReLU and isinstance(layer, ConditionedLayer) and type(layer.gate) is UnitGate
-                and not isinstance(layer.base, nn.Linear)
+                and layer.unit_dim == 1
                 and type(layer).forward is ConditionedLayer.forward
                 and not _has_hooks(after) and not _has_hooks(layer)):
             found.add(index)
     return found
-
-
-@dataclass(frozen=True)
-class ModelConditioning:
-    """A model's conditioning: one kind for the whole network, the encoder's and the decoder's gate
-    function, and the gate scale / init or FiLM width shared by every conditioned layer.
-
-    The default (2·sigmoid gates with PyTorch's init, starting near 1) is the one we measured to
-    work best on the embedded digits (README, benchmarks/); ``encoder_gate="sigmoid",
-    decoder_gate="sqrt", gate_scale=1`` is the paper's Eqn 7.
-    """
-
-    kind: Conditioning = Conditioning.GATE
-    encoder_gate: GateFunction = GateFunction.SIGMOID
-    decoder_gate: GateFunction = GateFunction.SIGMOID
-    gate_scale: float = 2.0
-    gate_init: GateInit = GateInit.PAPER
-    film_hidden: int = 16
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", Conditioning(self.kind))
-        object.__setattr__(self, "encoder_gate", GateFunction(self.encoder_gate))
-        object.__setattr__(self, "decoder_gate", GateFunction(self.decoder_gate))
-        object.__setattr__(self, "gate_init", GateInit(self.gate_init))
-        self.encoder()  # validates scale and film_hidden
-
-    def encoder(self) -> ConditioningSpec:
-        """The spec for the encoder's hidden layers."""
-        return ConditioningSpec(self.kind, self.encoder_gate, self.gate_scale, self.gate_init, self.film_hidden)
-
-    def decoder(self) -> ConditioningSpec:
-        """The spec for the decoder's hidden layers."""
-        return ConditioningSpec(self.kind, self.decoder_gate, self.gate_scale, self.gate_init, self.film_hidden)

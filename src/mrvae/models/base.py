@@ -67,10 +67,14 @@ class VAE(nn.Module):
         """(B, ...) decoder output and data -> (B,) -log p(x|z) in nats."""
         return distortion(self.likelihood, output, x, self.sigma2)
 
+    def decode_for(self, z: Tensor, u: Tensor | None, x: Tensor) -> Tensor:
+        """(B, k) latents, (B, 1) u and the (B, ...) data they should reconstruct -> decoder output.
+        ``decode(z, u)``; models whose decoder reads the data (teacher forcing) override it."""
+        return self.decode(z, u)
+
     def reconstruction_distortion(self, z: Tensor, u: Tensor | None, x: Tensor) -> Tensor:
-        """(B, k) latents, (B, 1) u and the (B, ...) data they should reconstruct -> (B,) -log p(x|z)
-        in nats. Models whose decoder needs the data (teacher forcing) override it."""
-        return self.distortion(self.decode(z, u), x)
+        """(B, k) latents, (B, 1) u and the (B, ...) data they should reconstruct -> (B,) -log p(x|z) in nats."""
+        return self.distortion(self.decode_for(z, u, x), x)
 
     def mean_output(self, output: Tensor) -> Tensor:
         """Decoder output -> the likelihood's mean (sigmoid of logits for Bernoulli)."""
@@ -87,7 +91,7 @@ class VAE(nn.Module):
         """(B, ...) data, (B, 1) u -> ``VAEOutput``; ``sample=False`` decodes the mean instead of z."""
         mean, log_var = self.encode(x, u)
         z = self.reparameterise(mean, log_var, generator) if sample else mean
-        output = self.decode(z, u)
+        output = self.decode_for(z, u, x)
         return VAEOutput(output, mean, log_var, z, gaussian_rate(mean, log_var), self.distortion(output, x))
 
     def objective(self, x: Tensor, beta: Tensor, u: Tensor | None = None,

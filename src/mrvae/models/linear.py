@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..beta import SQRT3, BetaRange
 from ..gates import GateFunction, GateInit, UnitGate
-from ..layers import Conditioning, ConditionedLinear, ModelConditioning
+from ..layers import Conditioning, ConditionedLinear, ModelConditioning, Role
 from ..objectives import LOG_2PI, Likelihood
 from .base import VAE
 
@@ -161,11 +161,11 @@ class LinearVAE(VAE):
         if not 1 <= latent_dim <= data_dim:
             raise ValueError(f"need 1 <= latent_dim <= data_dim, got latent_dim={latent_dim}, data_dim={data_dim}")
         self.data_dim = data_dim
-        self.encoder_hidden = ConditionedLinear(data_dim, latent_dim, conditioning.encoder())
+        self.encoder_hidden = ConditionedLinear(data_dim, latent_dim, conditioning, Role.ENCODER)
         self.encoder_mean = nn.Linear(latent_dim, latent_dim)
         self.variance_weight = nn.Parameter(torch.zeros(latent_dim))
         self.variance_bias = nn.Parameter(torch.zeros(latent_dim))
-        self.decoder_hidden = ConditionedLinear(latent_dim, latent_dim, conditioning.decoder(), bias=False)
+        self.decoder_hidden = ConditionedLinear(latent_dim, latent_dim, conditioning, Role.DECODER, bias=False)
         self.decoder_out = nn.Linear(latent_dim, data_dim)
         if LinearInit(init) is LinearInit.STAGGERED:
             self._stagger(beta_range)

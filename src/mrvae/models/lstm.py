@@ -7,7 +7,8 @@ forced on ``tokens[:, :-1]`` and predicts ``tokens[:, 1:]``, so distortion is th
 ``w_1 ... w_n EOS`` given z, summed over tokens (padding targets ignored), in nats per sentence.
 
 Because the decoder needs the tokens, ``decode(z, u, tokens)`` takes them as a third argument and
-``forward`` / ``objective`` pass them; ``generate`` decodes without them (greedy or sampled).
+``forward`` / ``objective`` pass them (through ``decode_for``); ``generate`` decodes without them
+(greedy or sampled).
 """
 
 from __future__ import annotations
@@ -15,51 +16,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..gates import FilmConditioner, UnitGate
 from ..beta import BetaRange
-from ..layers import (BetaConditioned, Conditioning, ConditionedLinear, ConditioningSpec, ModelConditioning,
-                      check_u)
-from ..objectives import Likelihood, categorical_distortion, gaussian_rate
-from .base import VAE, VAEOutput
-
-
-class ConditionedEmbedding(BetaConditioned):
-    """``nn.Embedding`` conditioned per embedding unit: (B, T) long ids, (B, 1) u -> (B, T, E).
-
-    ``gate``: ``gate(u) ⊙ embedding`` with one gate per unit, shared by all positions; ``film``:
-    ``scale(u) ⊙ embedding + shift(u)``; ``none``: the plain embedding.
-    """
-
-    def __init__(self, num_embeddings: int, embedding_dim: int, pad_index: int, spec: ConditioningSpec) -> None:
-        super().__init__()
-        self.base = nn.Embedding(num_embeddings, embedding_dim, padding_idx=pad_index)
-        self.spec = spec
-        gated, film = spec.kind is Conditioning.GATE, spec.kind is Conditioning.FILM
-        self.gate = UnitGate(embedding_dim, spec.gate, spec.scale, spec.init) if gated else None
-        self.film = FilmConditioner(embedding_dim, spec.film_hidden) if film else None
-
-    def forward(self, tokens: Tensor, u: Tensor | None = None) -> Tensor:
-        y = self.base(tokens)
-        if self.spec.kind is Conditioning.NONE:
-            return y
-        u = check_u(u, y.shape[0], type(self).__name__)
-        if self.gate is not None:
-            return y * self.gate(u).unsqueeze(1)
-        assert self.film is not None
-        scale, shift = self.film(u)
-        return y * scale.unsqueeze(1) + shift.unsqueeze(1)
-
-
-def per_token(layer: ConditionedLinear, h: Tensor, u: Tensor | None) -> Tensor:
-    """Apply a conditioned Linear at every position: (B, T, H), (B, 1) u -> (B, T, out)."""
-    batch, steps = h.shape[:2]
-    if u is not None and u.shape[0] == batch and batch > 1:
-        u = u.repeat_interleave(steps, dim=0)
-    return layer(h.reshape(batch * steps, -1), u).reshape(batch, steps, -1)
+from ..data.text import BOS_INDEX, EOS_INDEX, PAD_INDEX
+from ..layers import ConditionedEmbedding, ConditionedLinear, ModelConditioning, Role
+from ..objectives import Likelihood, categorical_distortion
+from .base import VAE
 
 
 class LSTMVAE(VAE):
-    """LSTM encoder and decoder over tokens (defaults: embedding 256, hidden 256, latent 32).
+    """LSTM encoder and decoder over tokens (defaults: embedding 256, hidden 256, latent 32; the paper's).
 
     Encoder: conditioned embedding -> LSTM -> last hidden state -> conditioned Linear(H, H), ReLU ->
     Linear heads (mean, log-variance). Decoder: ``(h_0, c_0)`` from a plain Linear(z -> 2H)
@@ -67,10 +32,11 @@ class LSTMVAE(VAE):
     z feeds an LSTM, whose output goes through a conditioned Linear(H, H), ReLU and a plain
     Linear(H -> vocab) to logits. Conditioned: the two embeddings and the two hidden projections; the
     LSTM cells, the heads, the z -> state Linear and the vocabulary layer are not (PAPER.md §2).
+    The token ids default to those ``mrvae.data.text`` writes (<pad> 0, <bos> 2, <eos> 3).
     """
 
     def __init__(self, vocab_size: int, latent_dim: int = 32, embedding_dim: int = 256, hidden_dim: int = 256,
-                 pad_index: int = 0, bos_index: int = 1, eos_index: int = 2,
+                 pad_index: int = PAD_INDEX, bos_index: int = BOS_INDEX, eos_index: int = EOS_INDEX,
                  conditioning: ModelConditioning = ModelConditioning(), beta_range: BetaRange = BetaRange()) -> None:
         super().__init__(latent_dim, Likelihood.CATEGORICAL, 1.0, conditioning.kind, beta_range)
         if vocab_size < 2 or embedding_dim < 1 or hidden_dim < 1:
@@ -83,16 +49,16 @@ class LSTMVAE(VAE):
             raise ValueError(f"pad, BOS and EOS ids must differ, got {pad_index}, {bos_index}, {eos_index}")
         self.vocab_size, self.hidden_dim = vocab_size, hidden_dim
         self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
-        enc, dec = conditioning.encoder(), conditioning.decoder()
-        self.encoder_embedding = ConditionedEmbedding(vocab_size, embedding_dim, pad_index, enc)
+        enc, dec = Role.ENCODER, Role.DECODER
+        self.encoder_embedding = ConditionedEmbedding(vocab_size, embedding_dim, pad_index, conditioning, enc)
         self.encoder_lstm = nn.LSTM(embedding_dim, hidden_dim, batch_first=True)
-        self.encoder_hidden = ConditionedLinear(hidden_dim, hidden_dim, enc)
+        self.encoder_hidden = ConditionedLinear(hidden_dim, hidden_dim, conditioning, enc)
         self.mean_head = nn.Linear(hidden_dim, latent_dim)
         self.log_var_head = nn.Linear(hidden_dim, latent_dim)
         self.initial_state = nn.Linear(latent_dim, 2 * hidden_dim)
-        self.decoder_embedding = ConditionedEmbedding(vocab_size, embedding_dim, pad_index, dec)
+        self.decoder_embedding = ConditionedEmbedding(vocab_size, embedding_dim, pad_index, conditioning, dec)
         self.decoder_lstm = nn.LSTM(embedding_dim + latent_dim, hidden_dim, batch_first=True)
-        self.decoder_hidden = ConditionedLinear(hidden_dim, hidden_dim, dec)
+        self.decoder_hidden = ConditionedLinear(hidden_dim, hidden_dim, conditioning, dec)
         self.output_layer = nn.Linear(hidden_dim, vocab_size)
 
     def check_tokens(self, tokens: Tensor) -> Tensor:
@@ -127,7 +93,7 @@ class LSTMVAE(VAE):
         emb = self.decoder_embedding(inputs, u)  # (B, T, E)
         z_rep = z.unsqueeze(1).expand(-1, inputs.shape[1], -1)
         outputs, state = self.decoder_lstm(torch.cat([emb, z_rep], dim=-1), state)
-        return self.output_layer(torch.relu(per_token(self.decoder_hidden, outputs, u))), state
+        return self.output_layer(torch.relu(self.decoder_hidden(outputs, u))), state
 
     def decode(self, z: Tensor, u: Tensor | None, tokens: Tensor | None = None) -> Tensor:
         """(B, k) latents and (B, T) tokens -> (B, T-1, V) logits of ``tokens[:, 1:]`` (teacher forcing)."""
@@ -142,21 +108,13 @@ class LSTMVAE(VAE):
         """(B, T-1, V) logits and (B, T) tokens -> (B,) cross-entropy of ``x[:, 1:]`` in nats (padding ignored)."""
         return categorical_distortion(output, x[:, 1:], self.pad_index)
 
-    def reconstruction_distortion(self, z: Tensor, u: Tensor | None, x: Tensor) -> Tensor:
-        """(B, k) latents, (B, 1) u and (B, T) tokens -> (B,) -log p(x|z) in nats (decodes with teacher forcing)."""
-        return self.distortion(self.decode(z, u, x), x)
+    def decode_for(self, z: Tensor, u: Tensor | None, x: Tensor) -> Tensor:
+        """(B, k) latents, (B, 1) u and (B, T) tokens -> (B, T-1, V) logits (teacher forced on x)."""
+        return self.decode(z, u, x)
 
     def mean_output(self, output: Tensor) -> Tensor:
         """(B, T-1, V) logits -> next-token probabilities."""
         return torch.softmax(output, dim=-1)
-
-    def forward(self, x: Tensor, u: Tensor | None = None, generator: torch.Generator | None = None,
-                sample: bool = True) -> VAEOutput:
-        """(B, T) tokens, (B, 1) u -> ``VAEOutput`` whose ``output`` is (B, T-1, V) logits."""
-        mean, log_var = self.encode(x, u)
-        z = self.reparameterise(mean, log_var, generator) if sample else mean
-        output = self.decode(z, u, x)
-        return VAEOutput(output, mean, log_var, z, gaussian_rate(mean, log_var), self.distortion(output, x))
 
     @torch.no_grad()
     def generate(self, z: Tensor, u: Tensor | None, max_length: int,

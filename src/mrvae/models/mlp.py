@@ -8,15 +8,17 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..beta import BetaRange
-from ..layers import ConditionedLinear, ConditionedSequential, ModelConditioning
+from ..layers import ConditionedLinear, ConditionedSequential, ModelConditioning, Role
 from ..objectives import Likelihood
 from .base import VAE
 
 
-def _hidden_stack(sizes: Sequence[int], spec_factory, activation: type[nn.Module]) -> ConditionedSequential:
+def _hidden_stack(sizes: Sequence[int], conditioning: ModelConditioning, role: Role,
+                  activation: type[nn.Module]) -> ConditionedSequential:
+    """Conditioned Linear layers through ``sizes`` (first = input), each followed by ``activation``."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [ConditionedLinear(fan_in, fan_out, spec_factory()), activation()]
+        layers += [ConditionedLinear(fan_in, fan_out, conditioning, role), activation()]
     return ConditionedSequential(*layers)
 
 
@@ -39,11 +41,11 @@ class MLPVAE(VAE):
             raise ValueError(f"hidden must be a non-empty list of sizes >= 1, got {list(hidden)!r}")
         self.data_shape = tuple(int(s) for s in data_shape)
         data_dim = math.prod(self.data_shape)
-        self.encoder = _hidden_stack([data_dim, *hidden], conditioning.encoder, activation)
+        self.encoder = _hidden_stack([data_dim, *hidden], conditioning, Role.ENCODER, activation)
         self.mean_head = nn.Linear(hidden[-1], latent_dim)
         self.log_var_head = nn.Linear(hidden[-1], latent_dim)
         reversed_hidden = list(hidden)[::-1]
-        self.decoder = _hidden_stack([latent_dim, *reversed_hidden], conditioning.decoder, activation)
+        self.decoder = _hidden_stack([latent_dim, *reversed_hidden], conditioning, Role.DECODER, activation)
         self.output_layer = nn.Linear(reversed_hidden[-1], data_dim)
 
     def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -1,8 +1,8 @@
-"""Architecture registry: a name -> a builder ``(ModelConfig, DataInfo, ModelConditioning, num_train,
-BetaRange) -> VAE``."""
+"""Architecture registry: a name -> a builder that takes, by name, only the inputs its model uses."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -18,51 +18,46 @@ from .mlp import MLPVAE
 from .resnet import ResNetVAE
 from .tcvae import TCVAE
 
-Builder = Callable[[ModelConfig, DataInfo, ModelConditioning, int, BetaRange], VAE]
+#: A builder's parameters are named from these inputs of ``build_model``: ``config`` (ModelConfig),
+#: ``info`` (DataInfo), ``conditioning`` (ModelConditioning), ``beta_range`` (BetaRange) and
+#: ``num_train`` (int, the training-set size).
+Builder = Callable[..., VAE]
 
 
 def _sigma2(config: ModelConfig, info: DataInfo) -> float:
     return config.sigma2 if config.sigma2 is not None else info.sigma2
 
 
-def _mlp(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
-         beta_range: BetaRange) -> VAE:
+def _mlp(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
     return MLPVAE(info.shape, config.latent_dim, config.hidden, info.likelihood, _sigma2(config, info), conditioning,
                   beta_range=beta_range)
 
 
-def _linear(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
-            beta_range: BetaRange) -> VAE:
+def _linear(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
     if len(info.shape) != 1:
         raise ValueError(f"the linear VAE needs flat data (d,), got shape {info.shape}; use arch 'mlp'")
     return LinearVAE(math.prod(info.shape), config.latent_dim, _sigma2(config, info), conditioning, beta_range)
 
 
-def _conv(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
-          beta_range: BetaRange) -> VAE:
+def _conv(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
     return ConvVAE(info.shape, config.latent_dim, config.width, info.likelihood, _sigma2(config, info), conditioning,
                    beta_range)
 
 
-def _resnet(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
-            beta_range: BetaRange) -> VAE:
+def _resnet(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
     return ResNetVAE(info.shape, config.latent_dim, config.width, info.likelihood, _sigma2(config, info),
                      conditioning, beta_range)
 
 
-def _lstm(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
-          beta_range: BetaRange) -> VAE:
+def _lstm(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
     if info.vocab_size is None:
         raise ValueError(f"arch 'lstm' needs a text data set (with a vocabulary); {info.name!r} has none")
-    from ..data.text import BOS_INDEX, EOS_INDEX, PAD_INDEX
-
-    size = max(1, round(256 * config.width))
-    return LSTMVAE(info.vocab_size, config.latent_dim, size, size, PAD_INDEX, BOS_INDEX, EOS_INDEX, conditioning,
-                   beta_range)
+    return LSTMVAE(info.vocab_size, config.latent_dim, config.embedding_dim, config.lstm_hidden,
+                   conditioning=conditioning, beta_range=beta_range)
 
 
-def _tcvae(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, num_train: int,
-           beta_range: BetaRange) -> VAE:
+def _tcvae(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange,
+           num_train: int) -> VAE:
     return TCVAE(num_train, info.shape, config.latent_dim, config.hidden, info.likelihood, _sigma2(config, info),
                  conditioning, beta_range=beta_range)
 
@@ -73,9 +68,13 @@ ARCHITECTURES: dict[str, Builder] = {"mlp": _mlp, "linear": _linear, "conv": _co
 
 def build_model(config: ModelConfig, info: DataInfo, kind: Conditioning | str, num_train: int = 2,
                 beta_range: BetaRange = BetaRange()) -> VAE:
-    """Instantiate ``config.arch`` for data ``info`` with conditioning ``kind`` (none | gate | film);
-    ``num_train`` is the training-set size (used by the β-TCVAE estimator) and ``beta_range`` the β
-    range the model will be trained over (the linear VAE's staggered initialisation is laid out on it)."""
+    """Instantiate ``config.arch`` for data ``info`` with conditioning ``kind`` (none | gate | film) and
+    the gate settings of ``config``; ``num_train`` is the training-set size (used by the β-TCVAE estimator)
+    and ``beta_range`` the β range the model will be trained over (the linear VAE's staggered
+    initialisation is laid out on it). Each builder receives only the inputs it names."""
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[config.arch](config, info, config.conditioning(Conditioning(kind)), num_train, beta_range)
+    inputs = {"config": config, "info": info, "conditioning": config.conditioning(kind), "beta_range": beta_range,
+              "num_train": num_train}
+    builder = ARCHITECTURES[config.arch]
+    return builder(**{name: inputs[name] for name in inspect.signature(builder).parameters})

@@ -8,23 +8,22 @@ import torch
 from torch import Tensor, nn
 
 from ..beta import BetaRange
-from ..layers import (BetaConditioned, ConditionedConv2d, ConditionedSequential, ConditioningSpec,
-                      ModelConditioning)
+from ..layers import BetaConditioned, ConditionedConv2d, ConditionedSequential, ModelConditioning, Role
 from ..objectives import Likelihood
-from .conv import (ImageVAE, check_image_shape, check_width, decoder_sides, default_latent_dim,
-                   default_likelihood, output_layer, scaled, upsample_layer)
+from .image import ImageVAE, decoder_sides, output_layer, upsample_layer
 
 
 class ResidualBlock(BetaConditioned):
     """``x + Conv3(ReLU(Conv3(x)))`` (both 3×3, stride 1, padding 1, both conditioned).
 
-    (B, C, H, W) and (B, 1) u -> (B, C, H, W); the inner conv has ``hidden_channels`` outputs.
+    (B, C, H, W) and (B, 1) u -> (B, C, H, W); the inner conv has ``hidden_channels`` outputs; ``role``
+    (encoder or decoder) picks the gate function of ``conditioning``.
     """
 
-    def __init__(self, channels: int, hidden_channels: int, spec: ConditioningSpec) -> None:
+    def __init__(self, channels: int, hidden_channels: int, conditioning: ModelConditioning, role: Role | str) -> None:
         super().__init__()
-        self.inner = ConditionedConv2d(channels, hidden_channels, 3, 1, 1, spec=spec)
-        self.outer = ConditionedConv2d(hidden_channels, channels, 3, 1, 1, spec=spec)
+        self.inner = ConditionedConv2d(channels, hidden_channels, 3, 1, 1, spec=conditioning, role=role)
+        self.outer = ConditionedConv2d(hidden_channels, channels, 3, 1, 1, spec=conditioning, role=role)
 
     def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
         return x + self.outer(torch.relu(self.inner(x, u)), u)
@@ -41,7 +40,7 @@ class ResNetVAE(ImageVAE):
     ConvT, both convs of each residual block included. Plain: the heads, the decoder's first Linear and
     its output ConvT (PAPER.md §2). Residual blocks have ``32·width`` inner channels (pythae's bottleneck).
     ``width`` multiplies every channel count; ``latent_dim=None`` / ``likelihood=None`` take the paper's
-    defaults for the shape (see ``mrvae.models.conv``).
+    defaults for the shape (see ``mrvae.models.image``).
     """
 
     residual_channels = 32
@@ -49,35 +48,29 @@ class ResNetVAE(ImageVAE):
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), latent_dim: int | None = None,
                  width: float = 1.0, likelihood: Likelihood | str | None = None, sigma2: float = 1.0,
                  conditioning: ModelConditioning = ModelConditioning(), beta_range: BetaRange = BetaRange()) -> None:
-        shape = check_image_shape(input_shape)
-        super().__init__(default_latent_dim(shape) if latent_dim is None else latent_dim,
-                         default_likelihood(shape) if likelihood is None else likelihood, sigma2, conditioning.kind,
-                         beta_range)
-        self.input_shape = shape
-        self.width = check_width(width)
-        channels, size = shape[0], shape[1]
-        c64, c128, res = (scaled(c, self.width) for c in (64, 128, self.residual_channels))
-        enc_spec, dec_spec = conditioning.encoder(), conditioning.decoder()
+        super().__init__(input_shape, latent_dim, width, likelihood, sigma2, conditioning, beta_range)
+        channels, size = self.input_shape[0], self.input_shape[1]
+        c64, c128, res = self.scaled(64, 128, self.residual_channels)
 
-        convs = [ConditionedConv2d(channels, c64, 4, 2, 1, spec=enc_spec),
-                 ConditionedConv2d(c64, c128, 4, 2, 1, spec=enc_spec)]
-        if size == 64:
-            convs.append(ConditionedConv2d(c128, c128, 4, 2, 1, spec=enc_spec))
-        convs.append(ConditionedConv2d(c128, c128, 3, 2, 1, spec=enc_spec))  # 7 -> 4 or 8 -> 4
+        def conv(fan_in: int, fan_out: int, kernel: int) -> ConditionedConv2d:
+            return ConditionedConv2d(fan_in, fan_out, kernel, 2, 1, spec=conditioning, role=Role.ENCODER)
+
+        def blocks(width: int, role: Role) -> list[nn.Module]:
+            return [ResidualBlock(width, res, conditioning, role), ResidualBlock(width, res, conditioning, role),
+                    nn.ReLU()]
+
+        convs = [conv(channels, c64, 4), conv(c64, c128, 4)] + ([conv(c128, c128, 4)] if size == 64 else [])
+        convs.append(conv(c128, c128, 3))  # 7 -> 4 or 8 -> 4
         layers: list[nn.Module] = []
-        for conv in convs:
-            layers += [conv, nn.ReLU()]
-        layers += [ResidualBlock(c128, res, enc_spec), ResidualBlock(c128, res, enc_spec), nn.ReLU(), nn.Flatten()]
-        self.encoder = ConditionedSequential(*layers)
-        self.mean_head = nn.Linear(c128 * 16, self.latent_dim)
-        self.log_var_head = nn.Linear(c128 * 16, self.latent_dim)
+        for layer in convs:
+            layers += [layer, nn.ReLU()]
+        self.encoder = ConditionedSequential(*layers, *blocks(c128, Role.ENCODER), nn.Flatten())
+        self.add_heads(c128 * 16, c128)
 
-        self.projection = nn.Sequential(nn.Linear(self.latent_dim, c128 * 16), nn.Unflatten(1, (c128, 4, 4)), nn.ReLU())
         ups = [c128, c128, c64] if size == 64 else [c128, c64]
         sides = decoder_sides(size, len(ups))
-        layers = [upsample_layer(c128, ups[0], sides[0], dec_spec), nn.ReLU(),
-                  ResidualBlock(ups[0], res, dec_spec), ResidualBlock(ups[0], res, dec_spec), nn.ReLU()]
+        layers = [upsample_layer(c128, ups[0], sides[0], conditioning), nn.ReLU(), *blocks(ups[0], Role.DECODER)]
         for fan_in, fan_out, side_out in zip(ups[:-1], ups[1:], sides[1:]):
-            layers += [upsample_layer(fan_in, fan_out, side_out, dec_spec), nn.ReLU()]
+            layers += [upsample_layer(fan_in, fan_out, side_out, conditioning), nn.ReLU()]
         self.decoder = ConditionedSequential(*layers)
         self.output_layer = output_layer(ups[-1], channels)
