@@ -6,12 +6,12 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ..beta import Choice
 from .fold import fold, resolve
 from .scope import MultiRateModel, ScopedLayer
 from .vae import ConvertedVAE
@@ -21,19 +21,19 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-class ExportSource(str, Enum):
-    """What was folded: a library model (rebuilt with conditioning ``none``) or a converted user model."""
-
-    LIBRARY = "library"
-    CONVERTED = "converted"
-
-
 @dataclass(frozen=True)
 class ExportPaths:
     """The two files of an export: folded weights (safetensors) and the JSON config."""
 
     weights: Path
     config: Path
+
+
+class ExportSource(Choice):
+    """What was folded: a library model (rebuilt with conditioning ``none``) or a converted user model."""
+
+    LIBRARY = "library"
+    CONVERTED = "converted"
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
