@@ -92,7 +92,7 @@ def check_u(u: Tensor | None, batch_size: int, where: str) -> Tensor:
     return u
 
 
-def unit_dim(base: nn.Module) -> int:
+def unit_axis(base: nn.Module) -> int:
     """The axis of ``base``'s output that holds its units: -1 for Linear and Embedding ((B, ..., out)),
     1 for convolutions and BatchNorm ((B, C, ...)); an nn.Sequential's is its last layer's."""
     while isinstance(base, nn.Sequential) and len(base) > 0:
@@ -114,7 +114,7 @@ class ConditionedLayer(BetaConditioned):
         self.base = base
         self.spec = spec
         self.role = Role(role)
-        self.unit_dim = unit_dim(base)
+        self.unit_dim = unit_axis(base)
         self.gate: UnitGate | None = None
         self.film: FilmConditioner | None = None
         if spec.kind is Conditioning.GATE:

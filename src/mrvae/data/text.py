@@ -17,6 +17,9 @@ from .errors import DataError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
+#: The token ids of every text batch, read from here by the models (``LSTMVAE``'s defaults) and by users:
+#: each special's position in ``SPECIALS``. ``PAD_INDEX`` (0) is the one the categorical distortion
+#: ignores, so it is defined beside it in ``mrvae.objectives`` and re-exported here.
 UNK_INDEX, BOS_INDEX, EOS_INDEX = 1, 2, 3
 #: Defaults in the spirit of the Yahoo Answers setup (Yang et al. 2017): a 20,000-word vocabulary and
 #: sequences of at most 200 tokens.
