@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import DataError
 
@@ -19,6 +19,57 @@ class HashAlgorithm(str, Enum):
     SHA256 = "sha256"
 
 
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a file inside a data set's folder, or None when it can.
+
+    A catalog name is a non-empty relative POSIX path of plain names, written in normal form: no
+    absolute path or drive (``/x``, ``C:x``), no ``..`` or ``.`` part, no empty part (``a//b``, ``a/``),
+    no backslash and no control character.
+    """
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name:
+        return "is empty"
+    if any(not character.isprintable() for character in name):
+        return "contains a control character"
+    if "\\" in name:
+        return "contains a backslash"
+    posix = PurePosixPath(name)
+    if posix.is_absolute():
+        return "is an absolute path"
+    if PureWindowsPath(name).drive:
+        return "starts with a drive (as 'C:')"
+    if ".." in posix.parts:
+        return "contains '..'"
+    if name == "." or str(posix) != name:
+        return "is not a plain relative path (write 'a/b', not './a', 'a/./b', 'a//b' or 'a/')"
+    return None
+
+
+def check_name(name: object, entry: str, what: str = "file name") -> None:
+    """Raise ``DataError`` ("<entry>: <what> '<name>' <problem>; ...") unless ``name_problem`` accepts it."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise DataError(f"{entry}: {what} {name!r} {problem}; catalog names must be relative paths inside "
+                        f"the data set's folder")
+
+
+def inside(folder: Path, name: str, entry: str) -> Path:
+    """``folder / name`` once ``name`` passes ``check_name`` and the path, symbolic links resolved, stays
+    inside ``folder`` (itself resolved); ``DataError`` naming ``entry`` and ``name`` otherwise."""
+    check_name(name, entry)
+    target = Path(folder) / name
+    try:
+        base = Path(folder).resolve()
+        resolved = target.resolve()
+    except (OSError, RuntimeError) as err:  # a loop of symbolic links
+        raise DataError(f"{entry}: file name {name!r} cannot be resolved in {folder} ({err}); refused") from err
+    if resolved == base or not resolved.is_relative_to(base):
+        raise DataError(f"{entry}: file name {name!r} resolves to {resolved}, outside the data set's folder "
+                        f"{base}; refused")
+    return target
+
+
 class Archive(str, Enum):
     """What to do with a downloaded file: keep it as it is, or extract a gzipped tar archive."""
 
@@ -28,9 +79,16 @@ class Archive(str, Enum):
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file to fetch: ``url``, saved as ``filename`` in the data set's folder, checked against
-    ``checksum`` (hex, ``algorithm``); ``checksum`` None means none is published (the download is then
-    unverified and says so). ``archive`` TAR_GZ extracts the members under ``extract_prefix``."""
+    """One file to fetch: ``url`` (http or https), saved as ``filename`` in the data set's folder,
+    checked against ``checksum`` (hex, ``algorithm``); ``checksum`` None means none is published (the
+    download is then unverified and says so). ``archive`` TAR_GZ extracts the members under
+    ``extract_prefix``.
+
+    ``filename`` must pass ``check_name`` (a relative path inside the folder): a bad one raises
+    ``DataError`` here. ``size`` is the file's exact size in bytes where known: a server announcing or
+    sending more is refused. Without it the download is capped at ``max_bytes``, or at
+    ``download.MAX_DOWNLOAD_BYTES`` (4 GiB) when that is None too.
+    """
 
     url: str
     filename: str
@@ -39,6 +97,18 @@ class RemoteFile:
     checksum_source: str = "published"
     archive: Archive = Archive.NONE
     extract_prefix: str = ""
+    size: int | None = None
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")) \
+                or any(not c.isprintable() or c.isspace() for c in self.url):
+            raise DataError(f"{self.url!r}: not an http(s) URL without spaces or control characters")
+        check_name(self.filename, self.url)
+        for field in ("size", "max_bytes"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise DataError(f"{self.url}: {field} must be a positive number of bytes, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +118,12 @@ class Required:
 
     paths: tuple[str, ...]
     directory: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise DataError("required file: names no path")
+        for rel in self.paths:
+            check_name(rel, "required file", "path")
 
     def find(self, folder: Path) -> Path | None:
         """The first of ``paths`` present under ``folder``, or None."""
@@ -64,7 +140,11 @@ class Required:
 class DatasetFiles:
     """The files of one data set: its ``folder`` under the data root, the ``required`` files, the
     ``remote`` files to download (empty where there is no canonical URL: ``manual`` says where to get
-    them), and ``fallbacks``: other folders searched when the data root lacks the files."""
+    them), and ``fallbacks``: other folders searched when the data root lacks the files.
+
+    ``folder`` and every file name must pass ``check_name``: a ``DataError`` naming the entry and the
+    bad name is raised here, and ``download_dataset`` checks each destination again before writing.
+    """
 
     name: str
     folder: str
@@ -72,6 +152,14 @@ class DatasetFiles:
     remote: tuple[RemoteFile, ...] = ()
     manual: str = ""
     fallbacks: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_name(self.folder, self.name, "folder")
+        for req in self.required:
+            for rel in req.paths:
+                check_name(rel, self.name, "path")
+        for remote in self.remote:
+            check_name(remote.filename, f"{self.name} ({remote.url})")
 
     def primary(self, root: Path) -> Path:
         """The folder under ``root`` that holds this data set's files."""
@@ -116,8 +204,10 @@ _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images
               "t10k-labels-idx1-ubyte")
 
 
-def _idx_remote(base: str, md5s: tuple[str, str, str, str]) -> tuple[RemoteFile, ...]:
-    return tuple(RemoteFile(base + stem + ".gz", stem + ".gz", md5) for stem, md5 in zip(_IDX_FILES, md5s))
+def _idx_remote(base: str, md5s: tuple[str, str, str, str],
+                sizes: tuple[int | None, ...] = (None,) * 4) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(base + stem + ".gz", stem + ".gz", md5, size=size)
+                 for stem, md5, size in zip(_IDX_FILES, md5s, sizes))
 
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -136,15 +226,19 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 #: KMNIST: their download pages / repositories; CIFAR-10: the CIFAR page; SVHN: as used by torchvision).
 #: Larochelle's binarised MNIST and the IWAE Omniglot file have no published checksum; DeepMind
 #: publishes none for dSprites, the MD5 used here is the one recorded by several public loaders.
+#: Sizes (bytes) are given where widely recorded (MNIST, Fashion-MNIST, CIFAR-10, SVHN); the other
+#: files are capped at ``download.MAX_DOWNLOAD_BYTES``.
 CATALOG: dict[str, DatasetFiles] = {
     "mnist": DatasetFiles(
         "mnist", "mnist", tuple(_idx(s) for s in _IDX_FILES),
         _idx_remote(MNIST_URL, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                                "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))),
+                                "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+                    (9_912_422, 28_881, 1_648_877, 4_542))),
     "fashion-mnist": DatasetFiles(
         "fashion-mnist", "fashion-mnist", tuple(_idx(s) for s in _IDX_FILES),
         _idx_remote(FASHION_MNIST_URL, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                                        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
+                                        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+                    (26_421_880, 29_515, 4_422_102, 5_148)),
         fallbacks=(DEBIAN_FASHION_MNIST_DIR,)),
     "kmnist": DatasetFiles(
         "kmnist", "kmnist", tuple(_idx(s) for s in _IDX_FILES),
@@ -161,11 +255,13 @@ CATALOG: dict[str, DatasetFiles] = {
     "cifar10": DatasetFiles(
         "cifar10", "cifar10", tuple(Required((f"{CIFAR10_FOLDER}/{b}",)) for b in CIFAR10_BATCHES),
         (RemoteFile(CIFAR10_URL, "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-                    archive=Archive.TAR_GZ, extract_prefix=CIFAR10_FOLDER + "/"),)),
+                    archive=Archive.TAR_GZ, extract_prefix=CIFAR10_FOLDER + "/", size=170_498_071),)),
     "svhn": DatasetFiles(
         "svhn", "svhn", (Required(("train_32x32.mat",)), Required(("test_32x32.mat",))),
-        (RemoteFile(SVHN_URL + "train_32x32.mat", "train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
-         RemoteFile(SVHN_URL + "test_32x32.mat", "test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"))),
+        (RemoteFile(SVHN_URL + "train_32x32.mat", "train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373",
+                    size=182_040_794),
+         RemoteFile(SVHN_URL + "test_32x32.mat", "test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3",
+                    size=64_275_384))),
     "celeba": DatasetFiles(
         "celeba", "celeba", (Required(("img_align_celeba",), directory=True), Required(("list_eval_partition.txt",))),
         manual=("CelebA is served from Google Drive, which needs a browser: get img_align_celeba.zip and "

@@ -1,4 +1,5 @@
-"""Downloads with checksums: resumable (HTTP Range on a ``.part`` file), verified, then renamed into place."""
+"""Downloads with checksums: resumable (HTTP Range on a ``.part`` file), size-capped, verified, then renamed
+into place inside the data set's folder."""
 
 from __future__ import annotations
 
@@ -15,12 +16,35 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from .catalog import CATALOG, Archive, DatasetFiles, HashAlgorithm, RemoteFile
+from .catalog import CATALOG, Archive, DatasetFiles, HashAlgorithm, RemoteFile, inside
 from .errors import DataError
 from .registry import data_root
 
 CHUNK_BYTES = 1 << 16
 USER_AGENT = "mrvae-data/1"
+#: The most bytes one download may bring when its catalog entry gives neither ``size`` nor ``max_bytes``:
+#: generous (the largest catalogued file is about 180 MB) but finite, so an endless body stops.
+MAX_DOWNLOAD_BYTES = 4 << 30
+
+
+def size_cap(remote: RemoteFile) -> tuple[int, str]:
+    """-> (the most bytes ``remote`` may have, where that number comes from): its catalog ``size``, else
+    its ``max_bytes``, else ``MAX_DOWNLOAD_BYTES`` (read when called, so it can be patched)."""
+    if remote.size is not None:
+        return remote.size, "the file's size in the catalog"
+    if remote.max_bytes is not None:
+        return remote.max_bytes, "the file's max_bytes in the catalog"
+    return MAX_DOWNLOAD_BYTES, "MAX_DOWNLOAD_BYTES"
+
+
+def _one_line(value: object, limit: int = 200) -> str:
+    """``str(value)`` on one printable line of at most ``limit`` characters (server text can hold anything)."""
+    text = "".join(c if c.isprintable() else "?" for c in " ".join(str(value).split()))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _problem(err: BaseException) -> str:
+    return f"{type(err).__name__}: {_one_line(err)}"
 
 
 def file_checksum(path: Path, algorithm: HashAlgorithm) -> str:
@@ -34,17 +58,28 @@ def file_checksum(path: Path, algorithm: HashAlgorithm) -> str:
 
 def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | None:
     """GET ``url`` from byte ``offset``; None when the server says that range is empty (416)."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    except ValueError as err:
+        raise DataError(f"{url}: not a URL ({_one_line(err)})") from err
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
         return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:
+            err.close()
             return None
-        raise DataError(f"{url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError) as err:
-        raise DataError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from err
+        err.close()
+        raise DataError(f"{url}: HTTP {err.code} {_one_line(err.reason)}") from err
+    except urllib.error.URLError as err:
+        raise DataError(f"{url}: cannot connect ({_one_line(err.reason)})") from err
+    except http.client.HTTPException as err:  # BadStatusLine, LineTooLong, too many headers, RemoteDisconnected
+        raise DataError(f"{url}: malformed HTTP response ({_problem(err)})") from err
+    except OSError as err:  # TimeoutError, ConnectionError and other socket errors while waiting for the response
+        raise DataError(f"{url}: no response ({_problem(err)})") from err
+    except ValueError as err:
+        raise DataError(f"{url}: cannot request ({_problem(err)})") from err
 
 
 def fetch(remote: RemoteFile, destination: Path, progress: bool = True, timeout: float = 60.0,
@@ -55,10 +90,20 @@ def fetch(remote: RemoteFile, destination: Path, progress: bool = True, timeout:
     that ignores Range restarts it). A transfer that ends early keeps the part and raises ``DataError``;
     a checksum mismatch deletes the part and raises ``DataError`` with the expected and received
     digests; a match renames the part to ``destination`` (atomic on one file system).
+
+    The whole file may have at most ``size_cap(remote)`` bytes: a Content-Length above the cap is
+    refused before the body is read, a body that grows past it is cut there; both delete the part
+    (its bytes are not worth resuming) and raise ``DataError`` giving the size and the cap. Network and
+    protocol failures (malformed status line, over-long header, reset, timeout) raise ``DataError``
+    naming the URL.
     """
+    cap, origin = size_cap(remote)
     destination.parent.mkdir(parents=True, exist_ok=True)
     part = destination.with_name(destination.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
+    if offset > cap:  # longer than the file can be: not a prefix of it
+        part.unlink()
+        offset = 0
     response = _open(remote.url, offset, timeout)
     if response is not None:
         with response:
@@ -66,25 +111,45 @@ def fetch(remote: RemoteFile, destination: Path, progress: bool = True, timeout:
                 offset = 0  # the server sent the whole file: start over
             length = response.headers.get("Content-Length")
             expected = int(length) if length is not None and length.isdigit() else None
+            if expected is not None and offset + expected > cap:
+                raise DataError(f"{remote.url}: the server announces {offset + expected} bytes, over the cap of "
+                                f"{cap} bytes ({origin}); refused before reading{_discard(part)}")
+            total = offset + expected if expected is not None else remote.size
+            allowed = cap - offset
             received = 0
+            overflow = 0  # bytes seen when the body went past the cap
             with open(part, "ab" if offset else "wb") as out, tqdm(
-                    total=None if expected is None else offset + expected, initial=offset, unit="B",
-                    unit_scale=True, unit_divisor=1024, desc=destination.name, disable=not progress) as bar:
+                    total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                    desc=destination.name, disable=not progress) as bar:
                 while True:
                     try:
-                        block = response.read(CHUNK_BYTES)
+                        block = response.read(min(CHUNK_BYTES, allowed - received + 1))
                     except (http.client.HTTPException, OSError) as err:
-                        raise DataError(f"{remote.url}: transfer failed after {offset + received} bytes ({err}); "
-                                        f"the partial file {part} is kept{resume_hint}") from err
+                        raise DataError(f"{remote.url}: transfer failed after {offset + received} bytes "
+                                        f"({_problem(err)}); the partial file {part} is kept{resume_hint}") from err
                     if not block:
+                        break
+                    if received + len(block) > allowed:
+                        overflow = offset + received + len(block)
                         break
                     out.write(block)
                     received += len(block)
                     bar.update(len(block))
-            if expected is not None and received < expected:
-                raise DataError(f"{remote.url}: transfer interrupted after {offset + received} of {offset + expected} "
+            if overflow:
+                raise DataError(f"{remote.url}: the server sent more than the cap of {cap} bytes ({origin}); "
+                                f"stopped reading at {overflow} bytes{_discard(part)}")
+            if total is not None and offset + received < total:
+                raise DataError(f"{remote.url}: transfer interrupted after {offset + received} of {total} "
                                 f"bytes; the partial file {part} is kept{resume_hint}")
     return _verify_and_place(remote, part, destination)
+
+
+def _discard(part: Path) -> str:
+    """Delete ``part`` if present -> the end of the error message saying what happened to it."""
+    if part.is_file():
+        part.unlink()
+        return f", the partial file {part} was removed"
+    return ", nothing was written"
 
 
 def _starts_at(response: http.client.HTTPResponse, offset: int) -> bool:
@@ -117,6 +182,10 @@ def extract_tar(archive: Path, folder: Path, prefix: str) -> list[Path]:
                         or not member.name.startswith(prefix)):
                     continue
                 target = folder.joinpath(*name.parts)
+                try:  # a symbolic link already in the folder must not lead the file outside it
+                    inside(folder, "/".join(name.parts), str(archive))
+                except DataError:
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 temporary = target.with_name(target.name + ".part")
                 source = tar.extractfile(member)
@@ -136,7 +205,9 @@ def download_dataset(name: str, root: str | Path | None = None, progress: bool =
     """Fetch data set ``name`` into ``data_root(root)/<folder>`` -> one line per file saying what happened.
 
     Files already present are kept; archives are extracted when the reader's files are missing.
-    ``catalog`` replaces the URL/checksum table (tests serve files from a local server).
+    ``catalog`` replaces the URL/checksum table (tests serve files from a local server). Before anything
+    is written, each file's destination (and its ``.part``) is checked to resolve inside the data set's
+    folder: ``DataError`` naming the data set and the file name otherwise.
     """
     table = CATALOG if catalog is None else catalog
     if name not in table:
@@ -148,7 +219,9 @@ def download_dataset(name: str, root: str | Path | None = None, progress: bool =
     hint = f"; run `mrvae data download {name}` again to resume"
     report = []
     for remote in files.remote:
-        destination = folder / remote.filename
+        entry = f"{name} ({remote.url})"
+        destination = inside(folder, remote.filename, entry)
+        inside(folder, remote.filename + ".part", entry)
         if destination.is_file():
             report.append(f"{destination}: already present")
         else:
