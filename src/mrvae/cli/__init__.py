@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     from ..training.checkpoint import CheckpointError
+    from ..training.interrupt import TrainingInterrupted
     from ..training.trainer import NonFiniteError
     from .commands import COMMANDS
     from .parser import build_parser
@@ -74,6 +76,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteError as exc:
         print(f"mrvae: training stopped: {exc}", file=sys.stderr)
         return EXIT_NON_FINITE
-    except (ValueError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"mrvae: error: {exc}", file=sys.stderr)
+    except TrainingInterrupted as exc:
+        print(f"mrvae: {exc}; resume with: {resume_command(argv)}", file=sys.stderr)
+        return exc.exit_code
+    except (ValueError, CheckpointError) as exc:
+        print(f"mrvae: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # a full disk, a missing or unwritable path: the file and the problem, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mrvae: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that resumes ``argv`` (``--resume true`` added unless it is there)."""
+    words = ["mrvae"]
+    skip = False
+    for index, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word == "--resume":
+            skip = index + 1 < len(argv)
+        elif not word.startswith("--resume="):
+            words.append(word)
+    words += ["--resume", "true"]
+    return " ".join(shlex.quote(word) for word in words)

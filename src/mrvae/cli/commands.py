@@ -17,8 +17,8 @@ from ..report.build import build_report
 from ..report.figures import plot_rd_curves
 from ..runs.baselines import run_sweep
 from ..runs.comparison import Comparison, compare_methods
-from ..runs.folder import RunDir, prepare_run_dir
-from ..runs.methods import curve_for, data_info_dict, load_run_data, load_trained, train_method
+from ..runs.folder import RunDir, open_run_dir
+from ..runs.methods import check_run, curve_for, data_info_dict, load_run_data, load_trained, train_method
 from ..runs.pictures import write_pictures
 from ..training.distributed import init_distributed, is_main_process
 from .data_command import check_dataset, download_dataset, list_datasets
@@ -43,19 +43,27 @@ def _progress(args: Any) -> bool:
 def cmd_run(args: Any) -> int:
     """Train every method of the run, write curves, the comparison table, the plot and the report.
 
-    Under torchrun every rank trains and evaluates its shard; rank 0 alone writes and prints.
+    Everything that can be checked is checked before the folder is made; resuming a finished run
+    prints its table and changes nothing. Under torchrun every rank trains and evaluates its shard;
+    rank 0 alone writes and prints.
     """
     config = run_config_from(args)
-    init_distributed(config.train.device)  # under torchrun: join the process group before rank 0 writes --out
-    run = prepare_run_dir(args.out, config, args.resume)
+    info, _ = init_distributed(config.train.device)  # under torchrun: join the group before rank 0 writes --out
     data = load_run_data(config)
-    if is_main_process():
-        log(f"mrvae run: data {data.info.name} ({len(data.train)} train / {len(data.test)} test), "
-            f"methods {', '.join(m.value for m in config.methods)}, output {run.root}")
-    curves, comparison = compare_methods(config, data, run, resume=args.resume, log=log,
-                                         progress_bar=_progress(args))
-    if is_main_process():
-        _write_run_outputs(run, curves, comparison, data, config)
+    check_run(config, data, config.methods, info.world_size)
+    with open_run_dir(args.out, config, args.resume) as run:
+        if args.resume and run.is_complete(config.methods):
+            if is_main_process():
+                print(Comparison.load(run.comparison).format_table())
+                print(f"run in {run.root} is already complete: nothing was changed (report: {run.report})")
+            return 0
+        if is_main_process():
+            log(f"mrvae run: data {data.info.name} ({len(data.train)} train / {len(data.test)} test), "
+                f"methods {', '.join(m.value for m in config.methods)}, output {run.root}")
+        curves, comparison = compare_methods(config, data, run, resume=args.resume, log=log,
+                                             progress_bar=_progress(args))
+        if is_main_process():
+            _write_run_outputs(run, curves, comparison, data, config)
     return 0
 
 
@@ -76,7 +84,7 @@ def _write_run_outputs(run: RunDir, curves: dict[Method, RDCurve], comparison: C
 
 
 def cmd_train(args: Any) -> int:
-    """Train one model (``--method``, ``--beta`` for a β-VAE) and write its checkpoint."""
+    """Train one model (``--method``, ``--beta`` for a β-VAE, for ``train.steps``) and write its checkpoint."""
     config = run_config_from(args)
     method = Method(args.method)
     if method is Method.BETA_VAE and args.beta is None:
@@ -84,11 +92,15 @@ def cmd_train(args: Any) -> int:
     if method is not Method.BETA_VAE and args.beta is not None:
         raise ValueError(f"--beta applies to --method beta-vae only; {method.value} trains over "
                          f"[train.beta_low, train.beta_high]")
-    init_distributed(config.train.device)  # under torchrun: join the process group before rank 0 writes --out
-    run = prepare_run_dir(args.out, config, args.resume)
+    if method is Method.BETA_VAE:  # one β-VAE trains the steps it is given (not the sweep's share)
+        config = replace(config, baseline=replace(config.baseline, betas=(float(args.beta),),
+                                                  steps=config.train.steps))
+    info, _ = init_distributed(config.train.device)
     data = load_run_data(config)
-    result = train_method(config, data, run, method, args.beta, resume=args.resume, log=log,
-                          progress_bar=_progress(args))
+    check_run(config, data, (method,), info.world_size)
+    with open_run_dir(args.out, config, args.resume) as run:
+        result = train_method(config, data, run, method, args.beta, resume=args.resume, log=log,
+                              progress_bar=_progress(args))
     print(f"trained {method.value} for {result.step} steps in {result.wall_time_s:.1f} s; "
           f"checkpoint: {run.checkpoint(method, args.beta)}")
     return 0
@@ -97,13 +109,14 @@ def cmd_train(args: Any) -> int:
 def cmd_baseline(args: Any) -> int:
     """Train the β-VAE sweep and write ``curves/beta-vae.json``."""
     config = run_config_from(args)
-    init_distributed(config.train.device)  # under torchrun: join the process group before rank 0 writes --out
-    run = prepare_run_dir(args.out, config, args.resume)
+    info, _ = init_distributed(config.train.device)
     data = load_run_data(config)
-    curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
-    if is_main_process():
-        path = curve.save(run.curve(Method.BETA_VAE))
-        print(f"β-VAE sweep of {len(curve.betas)} models written to {path}")
+    check_run(config, data, (Method.BETA_VAE,), info.world_size)
+    with open_run_dir(args.out, config, args.resume) as run:
+        curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
+        if is_main_process():
+            path = curve.save(run.curve(Method.BETA_VAE))
+            print(f"β-VAE sweep of {len(curve.betas)} models written to {path}")
     return 0
 
 
@@ -112,8 +125,19 @@ def _checkpoint_path(path: str) -> Path:
     return RunDir(p).checkpoint(Method.MRVAE) if p.is_dir() else p
 
 
+def new_output(path: str | Path, overwrite: bool) -> Path:
+    """``path`` for a file a command is about to write: refused if it exists (unless ``overwrite``) or is a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} already exists; pass --overwrite true to replace it, or choose another --out")
+    return path
+
+
 def cmd_curve(args: Any) -> int:
-    """Evaluate a trained multi-rate checkpoint on a β grid and write its RD-curve JSON."""
+    """Evaluate a trained multi-rate checkpoint on a β grid and write its RD-curve JSON (never over a run's
+    own files); with only ``--target_rate`` / ``--target_distortion``, refine from the stored curve instead."""
     path = _checkpoint_path(args.checkpoint)
     trained = load_trained(path)
     if trained.method is Method.BETA_VAE:
@@ -122,21 +146,30 @@ def cmd_curve(args: Any) -> int:
     if args.iwae_samples is not None:
         eval_config = replace(eval_config, iwae_samples=args.iwae_samples)
     data = load_run_data(trained.config)
+    targets_only = (args.target_rate is not None or args.target_distortion is not None) and args.out is None \
+        and args.num_betas is None and args.iwae_samples is None
+    stored = RunDir(path.parent.parent).curve(trained.method)
+    if targets_only and stored.exists():
+        _print_targets(args, trained.model, data, eval_config, RDCurve.load(stored))
+        return 0
+    default = f"{path.parent.parent.name or 'run'}-{trained.method.value}-curve.json"
+    out = new_output(args.out or default, args.overwrite)
     curve = curve_for(trained.model, trained.method, trained.config, data, trained.wall_time_s, eval_config)
-    out = curve.save(Path(args.out) if args.out else RunDir(path.parent.parent).curve(trained.method))
+    curve.save(out)
     for beta, r, d in zip(curve.betas, curve.results["rate"], curve.results["distortion"]):
         print(f"β {beta:>9.4g}  rate {r:>9.3f}  distortion {d:>9.3f} nats")
     print(f"curve written to {out}")
-    _print_targets(args, trained.model, data, eval_config)
+    _print_targets(args, trained.model, data, eval_config, curve if eval_config == trained.config.eval else None)
     return 0
 
 
-def _print_targets(args: Any, model: VAE, data: DataSplits, eval_config: EvalConfig) -> None:
-    """The β of ``--target_rate`` / ``--target_distortion``, each found by bisection on the test split."""
+def _print_targets(args: Any, model: VAE, data: DataSplits, eval_config: EvalConfig,
+                   curve: RDCurve | None) -> None:
+    """The β of ``--target_rate`` / ``--target_distortion`` on the test split, refined from ``curve`` if given."""
     targets = ((args.target_rate, beta_for_rate, "rate"), (args.target_distortion, beta_for_distortion, "distortion"))
     for target, find, name in targets:
         if target is not None:
-            found = find(model, data.test, target, config=eval_config)
+            found = find(model, data.test, target, config=eval_config, curve=curve)
             print(f"target {name} {target:g} nats: β = {found.beta:.6g} (rate {found.rate:.4f}, "
                   f"distortion {found.distortion:.4f} nats; {found.evaluations} evaluations)")
 
@@ -156,23 +189,24 @@ def _curve_files(inputs: list[str]) -> list[Path]:
 
 
 def cmd_plot(args: Any) -> int:
-    """Plot curve JSON files (or the curves of run directories) into one PNG."""
-    files = _curve_files(args.inputs)
-    curves = [RDCurve.load(f) for f in files]
-    if args.out:
-        out = Path(args.out)
-    else:
-        first = Path(args.inputs[0])
-        out = (first if first.is_dir() else first.parent.parent) / "plots" / "rd_curve.png"
+    """Plot curve JSON files (or the curves of run directories) into one PNG (never over an existing file)."""
+    out = new_output(args.out, args.overwrite)
+    curves = [RDCurve.load(f) for f in _curve_files(args.inputs)]
     plot_rd_curves(curves, out, title=args.title)
     print(f"plot written to {out}")
     return 0
 
 
 def cmd_export(args: Any) -> int:
-    """Fold the gates of a multi-rate checkpoint at ``--beta`` and write safetensors + JSON."""
+    """Fold the gates of a multi-rate checkpoint at ``--beta`` and write safetensors + JSON to a new folder."""
     if args.beta is None or args.out is None:
         raise ValueError("mrvae export needs --beta and --out")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for model.safetensors and config.json")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(f"--out {out} is not empty; pass --overwrite true to replace an export, or choose another "
+                         f"folder")
     path = _checkpoint_path(args.checkpoint)
     trained = load_trained(path)
     if not trained.beta_range.contains(args.beta):
@@ -180,14 +214,15 @@ def cmd_export(args: Any) -> int:
                          f"[{trained.beta_range.low:g}, {trained.beta_range.high:g}]")
     config = {"run_config": to_dict(trained.config), "method": trained.method.value,
               "data_info": data_info_dict(trained.info), "checkpoint": str(path)}
-    paths = export_checkpoint(trained.model, args.beta, args.out, config)
+    paths = export_checkpoint(trained.model, args.beta, out, config)
     print(f"exported {trained.method.value} at β = {args.beta:g}: {paths.weights} and {paths.config}")
     return 0
 
 
 def cmd_report(args: Any) -> int:
-    """Write the self-contained HTML report of a run directory."""
-    path = build_report(args.run_dir, args.out)
+    """Write the self-contained HTML report of a run directory (never over an existing page)."""
+    out = new_output(args.out or RunDir(Path(args.run_dir)).report, args.overwrite)
+    path = build_report(args.run_dir, out)
     print(f"report written to {path}")
     return 0
 

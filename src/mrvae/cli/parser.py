@@ -50,9 +50,18 @@ def _checkpoint_parser(description: str) -> ArgumentParser:
     return parser
 
 
+def _add_overwrite(parser: ArgumentParser) -> None:
+    parser.add_argument("--overwrite", type=bool, default=False,
+                        help="replace an existing output file (default: refuse, so nothing is lost)")
+
+
 def _curve_parser() -> ArgumentParser:
-    parser = _checkpoint_parser("Evaluate a trained MR-VAE/YOTO checkpoint on a β grid.")
-    parser.add_argument("--out", type=str | None, default=None, help="curve JSON path (default: the run's curves/)")
+    parser = _checkpoint_parser("Evaluate a trained MR-VAE/YOTO checkpoint on a β grid, or find the β of a target "
+                                "rate or distortion.")
+    parser.add_argument("--out", type=str | None, default=None,
+                        help="curve JSON path (default: RUN-METHOD-curve.json in the current folder; with only a "
+                             "target, no curve is evaluated or written unless --out is given)")
+    _add_overwrite(parser)
     parser.add_argument("--num_betas", type=int | None, default=None)
     parser.add_argument("--iwae_samples", type=int | None, default=None)
     parser.add_argument("--target_rate", type=float | None, default=None,
@@ -66,8 +75,9 @@ def _plot_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Plot RD curves from curve JSON files or a run directory.",
                             exit_on_error=False)
     parser.add_argument("inputs", type=str, nargs="+", help="curve JSON files and/or run directories")
-    parser.add_argument("--out", type=str | None, default=None, help="PNG path (default: plots/rd_curve.png)")
+    parser.add_argument("--out", type=str, default="rd_curve.png", help="PNG path (default: rd_curve.png)")
     parser.add_argument("--title", type=str, default="")
+    _add_overwrite(parser)
     return parser
 
 
@@ -75,6 +85,7 @@ def _export_parser() -> ArgumentParser:
     parser = _checkpoint_parser("Fold the gates at one β into a plain model: safetensors + JSON.")
     parser.add_argument("--beta", type=float, help="the β to fold in (inside the model's training range)")
     parser.add_argument("--out", type=str, help="the folder to write model.safetensors and config.json to")
+    _add_overwrite(parser)
     return parser
 
 
@@ -83,6 +94,7 @@ def _report_parser() -> ArgumentParser:
                             exit_on_error=False)
     parser.add_argument("run_dir", type=str, help="the run directory (written by mrvae run)")
     parser.add_argument("--out", type=str | None, default=None, help="HTML path (default: RUN_DIR/report.html)")
+    _add_overwrite(parser)
     return parser
 
 

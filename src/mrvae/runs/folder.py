@@ -8,16 +8,25 @@ Layout of a run folder::
     curves/mrvae.json           RD-curve JSON per method (see mrvae.evaluation.curves)
     comparison.json             the per-β table of every method at the baseline βs
     plots/rd_curve.png          the rate-distortion figure
+    pictures/                   per-β reconstructions and samples (PNG + index.json, runs.pictures)
+    report.html                 the report (written last: its presence marks a finished run)
+    .lock                       the lock of the process using the folder (runs.lock)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from ..config import Method, RunConfig, load_yaml, save_yaml, to_dict
 from ..training.distributed import run_on_main
+from .lock import LOCK_FILE, RunFolderBusy, RunLock
 
 
 class RunDirError(ValueError):
@@ -54,6 +63,15 @@ class RunDir:
     def plot(self) -> Path:
         return self.root / "plots" / "rd_curve.png"
 
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    def is_complete(self, methods: tuple[Method, ...]) -> bool:
+        """Whether ``mrvae run`` finished here: every method's curve, the comparison and the report exist
+        (the report is written last)."""
+        return all(self.curve(m).exists() for m in methods) and self.comparison.exists() and self.report.exists()
+
 
 def check_writable(folder: Path) -> None:
     """Raise ``RunDirError`` unless ``folder`` can be created and written to (checked by a probe file)."""
@@ -66,33 +84,87 @@ def check_writable(folder: Path) -> None:
         raise RunDirError(f"output folder {folder} is not writable: {exc.strerror or exc}") from exc
 
 
-def prepare_run_dir(out: str | Path, config: RunConfig, resume: bool) -> RunDir:
-    """Create (or, with ``resume``, reopen) a run folder for ``config``; never overwrites a run.
+@contextmanager
+def open_run_dir(out: str | Path, config: RunConfig, resume: bool) -> Iterator[RunDir]:
+    """``with open_run_dir(out, config, resume) as run:`` creates (or, with ``resume``, reopens) the run
+    folder and holds its lock (``runs.lock``) until the block ends; it never overwrites a run.
 
     A non-empty folder without ``resume`` is refused; with ``resume`` its ``config.yaml`` must match.
-    In a process group (joined beforehand, see ``mrvae.training.distributed.init_distributed``) rank 0
-    alone checks and writes the folder and every rank gets its outcome (the same ``RunDirError``
-    everywhere if it fails).
+    If the block fails before any checkpoint exists, what this process made is removed again (the
+    folder itself when it created it), so the corrected command can start afresh. In a process group
+    (joined beforehand) rank 0 alone checks, locks and writes the folder; every rank gets the outcome.
     """
-    return run_on_main(lambda: _prepare_run_dir(RunDir(Path(out)), config, resume))
+    run = RunDir(Path(out))
+    lock = RunLock(run.root)
+    made: list[Path] = []  # filled by _open as it creates things, so a failure half-way is undone too
+    try:
+        run_on_main(lambda: _open(run, config, resume, lock, made))
+        yield run
+    except BaseException:
+        run_on_main(lambda: _discard_if_untrained(run, made))
+        raise
+    finally:
+        lock.release()
 
 
-def _prepare_run_dir(run: RunDir, config: RunConfig, resume: bool) -> RunDir:
+def _open(run: RunDir, config: RunConfig, resume: bool, lock: RunLock, made: list[Path]) -> None:
+    """Check, lock and fill the folder, appending to ``made`` what it creates (removed on an early failure)."""
     if run.root.exists() and not run.root.is_dir():
         raise RunDirError(f"output path {run.root} exists and is not a folder")
-    existing = run.root.is_dir() and any(run.root.iterdir())
-    if existing and not resume:
-        raise RunDirError(f"output folder {run.root} is not empty; pass --resume to continue that run "
-                          f"or choose another --out")
+    if not run.root.exists():
+        made.append(run.root)
     check_writable(run.root)
+    try:
+        lock.acquire()
+    except RunFolderBusy as exc:
+        raise RunDirError(str(exc)) from None
+    existing = [p for p in run.root.iterdir() if p.name != LOCK_FILE]
+    if existing and not resume:
+        raise RunDirError(f"output folder {run.root} is not empty; pass --resume true to continue that run "
+                          f"or choose another --out")
     if resume and run.config.exists():
-        try:
-            previous = load_yaml(run.config)
-        except (ValueError, TypeError) as exc:
-            raise RunDirError(f"{run.config} is not a readable run config: {exc}") from exc
-        if to_dict(previous) != to_dict(config):
-            raise RunDirError(f"--resume: the settings differ from those in {run.config}; "
-                              f"resume with the same settings (or --config {run.config})")
+        _check_same_config(run, config)
     else:
+        made.append(run.config)
         save_yaml(config, run.config)
+
+
+def _check_same_config(run: RunDir, config: RunConfig) -> None:
+    try:
+        if run.config.stat().st_size == 0:
+            raise ValueError("the file is empty (written by an interrupted start?)")
+        previous = load_yaml(run.config)
+    except (ValueError, TypeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        problem = " ".join(str(exc).split())
+        raise RunDirError(f"{run.config} is not a readable run config: {problem}; if no checkpoint in "
+                          f"{run.root / 'checkpoints'} matters, remove the folder and start again") from None
+    if to_dict(previous) != to_dict(config):
+        changed = [key for key, value in to_dict(config).items() if to_dict(previous).get(key) != value]
+        raise RunDirError(f"--resume: the settings differ from those in {run.config} ({', '.join(changed)}); "
+                          f"resume with the same settings (or --config {run.config})")
+
+
+def _discard_if_untrained(run: RunDir, made: list[Path]) -> None:
+    """Remove what ``_open`` made unless training has written a checkpoint since."""
+    checkpoints = run.root / "checkpoints"
+    if not made or (checkpoints.is_dir() and any(checkpoints.rglob("*.pt"))):
+        return
+    if made[0] == run.root:
+        shutil.rmtree(run.root, ignore_errors=True)
+        return
+    for path in made:
+        path.unlink(missing_ok=True)
+    for leftover in (run.metrics,):
+        leftover.unlink(missing_ok=True)
+
+
+def prepare_run_dir(out: str | Path, config: RunConfig, resume: bool) -> RunDir:
+    """Create (or reopen) a run folder for ``config`` without holding it (see ``open_run_dir``, which
+    commands use); for scripts and benchmarks that own their folders."""
+    run = RunDir(Path(out))
+    lock = RunLock(run.root)
+    try:
+        run_on_main(lambda: _open(run, config, resume, lock, []))
+    finally:
+        lock.release()
     return run

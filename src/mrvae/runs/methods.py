@@ -66,6 +66,27 @@ def initial_model(config: ModelConfig, info: DataInfo, method: Method, num_train
         return build_model(config, info, method.conditioning, num_train, beta_range)
 
 
+def check_run(config: RunConfig, data: DataSplits, methods: tuple[Method, ...], world_size: int = 1) -> None:
+    """Everything about a run that can be checked before its folder is made: each method's model builds
+    for this data, a global batch fits in the training split, and the baseline βs lie in the multi-rate
+    range (a comparison outside it would measure extrapolation). Raises ValueError naming the problem."""
+    global_batch = config.train.batch_size * world_size
+    if global_batch > len(data.train):
+        raise ValueError(f"train.batch_size {config.train.batch_size} (× {world_size} processes) is larger than the "
+                         f"training split of {data.info.name} ({len(data.train)} examples); lower it")
+    for method in methods:
+        train = method_train_config(config, method, config.baseline.betas[0] if method is Method.BETA_VAE else None)
+        with torch.random.fork_rng(devices=[]):
+            build_model(config.model, data.info, method.conditioning, len(data.train), train.beta_range)
+    multi_rate = [m for m in methods if m is not Method.BETA_VAE]
+    if multi_rate and Method.BETA_VAE in methods:
+        outside = [b for b in config.baseline.betas if not config.train.beta_range.contains(b)]
+        if outside:
+            raise ValueError(f"baseline βs {[f'{b:g}' for b in outside]} lie outside the multi-rate range "
+                             f"[{config.train.beta_low:g}, {config.train.beta_high:g}]; widen train.beta_low / "
+                             f"train.beta_high or drop them")
+
+
 def train_method(config: RunConfig, data: DataSplits, run: RunDir, method: Method, beta: float | None = None,
                  resume: bool = False, log: LogFn | None = None, progress_bar: bool = False) -> FitResult:
     """Build and train one model of ``method`` (at ``beta`` for a β-VAE) through ``fit()``; its checkpoint
@@ -102,11 +123,19 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
         config = from_dict(RunConfig, state["run_config"])
         method = Method(state["method"])
         info = _data_info_from_dict(state["data_info"])
+        beta_range = BetaRange(*state["beta_range"]) if "beta_range" in state \
+            else TrainConfig(**state["train_config"]).beta_range
+        model = build_model(config.model, info, method.conditioning, int(state.get("num_train", 2)), beta_range)
+        weights = state["model"]
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} lacks the run settings needed to rebuild its model ({exc})") from exc
-    beta_range = BetaRange(*state["beta_range"]) if "beta_range" in state else TrainConfig(**state["train_config"]).beta_range
-    model = build_model(config.model, info, method.conditioning, int(state.get("num_train", 2)), beta_range)
-    load_model_state(model, state["model"], path)
+        what = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        raise CheckpointError(f"checkpoint {path} cannot rebuild its model ({what})") from None
+    load_model_state(model, weights, path)
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({', '.join(bad[:3])}); refusing to use it")
     model.to(device).eval()
     return TrainedModel(model, config, method, info, float(state.get("wall_time_s", 0.0)))
 

@@ -102,9 +102,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], path: str | Path) -> None:
     """Load weights strictly; a different architecture raises ``CheckpointError`` naming the mismatch."""
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"checkpoint {path} is malformed (its 'model' entry is a {type(state_dict).__name__}, "
+                              f"not a state dict)")
     try:
         model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[:3])
         raise CheckpointError(f"checkpoint {path} does not fit this architecture: {detail}") from exc

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import TrainConfig
 from ..data.base import DataSplits
 from ..models.base import VAE
 from .checkpointer import Checkpointer
-from .distributed import init_distributed
+from .distributed import DistInfo, Reduce, all_reduce, init_distributed
+from .interrupt import StopSignals, TrainingInterrupted
 from .reporting import LogFn, MetricsWriter, Progress
-from .trainer import Trainer
+from .trainer import NonFiniteError, Trainer
 
 StepHook = Callable[[int, VAE], None]
 
@@ -68,21 +72,50 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, files: FitFiles = Fit
     checkpointer = Checkpointer(_path(files.checkpoint), files.tag, files.extra, model)
     trainer = Trainer(model, data, config, device, info)
     progress = Progress(files.tag, config.steps, log if info.is_main else None, progress_bar and info.is_main)
-    if files.resume and checkpointer.resume(trainer):
-        progress.note(f"resumed from {files.checkpoint} at step {trainer.step}")
     metrics = MetricsWriter(_path(files.metrics) if info.is_main else None, files.tag, device, info.world_size)
-    progress.start(trainer.step)
-    while trainer.step < config.steps:
-        terms = trainer.train_step()
-        if on_step is not None:
-            on_step(trainer.step, model)
-        metrics.add(terms)
-        progress.advance()
-        if trainer.step % config.log_every == 0 or trainer.step == config.steps:
-            progress.show(trainer.step, metrics.write(trainer.step, trainer.learning_rate, trainer.wall_time_s))
-        if trainer.step % config.checkpoint_every == 0 and trainer.step < config.steps:
-            checkpointer.save(trainer)
-    progress.close()
-    checkpointer.save(trainer)
+    if files.resume:
+        resumed = checkpointer.resume(trainer, metrics)
+        progress.note(f"resumed from {files.checkpoint} at step {trainer.step}" if resumed
+                      else f"no checkpoint to resume at {files.checkpoint}: training starts at step 0")
+        metrics.truncate_after(trainer.step)
+    try:
+        _train(trainer, checkpointer, metrics, progress, on_step)
+    except NonFiniteError as exc:
+        raise NonFiniteError(f"{exc}; {checkpointer.kept_note()}") from None
     model.eval()
     return FitResult(model, trainer.step, trainer.wall_time_s, metrics.last)
+
+
+def _train(trainer: Trainer, checkpointer: Checkpointer, metrics: MetricsWriter, progress: Progress,
+           on_step: StepHook | None) -> None:
+    """The loop of ``fit``: steps, metrics lines, periodic and final checkpoints; a stop signal (SIGINT,
+    SIGTERM) ends it after the current step with a checkpoint and ``TrainingInterrupted``."""
+    config = trainer.config
+    progress.start(trainer.step)
+    with StopSignals() as stop:
+        while trainer.step < config.steps:
+            terms = trainer.train_step()
+            if on_step is not None:
+                on_step(trainer.step, trainer.model)
+            metrics.add(terms)
+            progress.advance()
+            if trainer.step % config.log_every == 0 or trainer.step == config.steps:
+                progress.show(trainer.step, metrics.write(trainer.step, trainer.learning_rate, trainer.wall_time_s))
+            if _stop_requested(stop, trainer.info):
+                progress.close()
+                checkpointer.save(trainer, metrics)
+                path = str(checkpointer.path) if checkpointer.path is not None else None
+                raise TrainingInterrupted(stop.requested or signal.SIGTERM, checkpointer.tag, trainer.step, path)
+            if trainer.step % config.checkpoint_every == 0 and trainer.step < config.steps:
+                checkpointer.save(trainer, metrics)
+    progress.close()
+    checkpointer.save(trainer, metrics)
+
+
+def _stop_requested(stop: StopSignals, info: DistInfo) -> bool:
+    """Whether a stop signal arrived here (or, under DDP, on any rank: every rank must stop at the same step)."""
+    if not info.is_distributed:
+        return stop.requested is not None
+    flag = torch.tensor([0.0 if stop.requested is None else float(stop.requested)])
+    stop.requested = int(all_reduce(flag, Reduce.MAX).item()) or None
+    return stop.requested is not None

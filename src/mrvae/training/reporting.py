@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,31 @@ class MetricsWriter:
     def add(self, terms: dict[str, Tensor]) -> None:
         self.sums += torch.stack([terms[key] for key in TERMS])
         self.count += 1
+
+    def state_dict(self) -> dict[str, object]:
+        """The running sums since the last write (so a resumed run writes the same lines)."""
+        return {"sums": self.sums.detach().cpu().clone(), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.sums.copy_(state["sums"])
+        self.count = int(state["count"])
+
+    def truncate_after(self, step: int) -> None:
+        """Drop this tag's lines for steps after ``step`` (all of them for step 0): what a resumed run
+        writes again. The file is rewritten atomically; other tags' lines are kept in order."""
+        if self.path is None or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write
+            if not (isinstance(record, dict) and record.get("tag") == self.tag and record.get("step", 0) > step):
+                kept.append(line)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(temporary, self.path)
 
     def write(self, step: int, lr: float, wall_time_s: float) -> dict[str, float]:
         """-> the means written (also kept as ``last``); the sums start again from zero."""

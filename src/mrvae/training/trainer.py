@@ -120,8 +120,7 @@ class Trainer:
             return
         names = [name for name, flag in zip(("loss", "rate", "distortion"), bad.tolist()) if flag]
         term = " and ".join(n for n in names if n != "loss") or "loss"
-        raise NonFiniteError(f"non-finite {term} at step {self.step} ({self._beta_text(beta)}); "
-                             f"the last checkpoint was kept")
+        raise NonFiniteError(f"non-finite {term} at step {self.step} ({self._beta_text(beta)})")
 
     def _guard_gradient(self, grad_norm: Tensor, loss: Tensor, beta: Tensor) -> None:
         """fp32 / bf16: a non-finite gradient stops training. 16-mixed: the scaler skips that step and
@@ -131,12 +130,12 @@ class Trainer:
             return
         if not self.scaler.is_enabled():
             raise NonFiniteError(f"non-finite gradient at step {self.step} (loss {loss.item():.4g} is finite; "
-                                 f"{self._beta_text(beta)}); the last checkpoint was kept")
+                                 f"{self._beta_text(beta)})")
         self.skipped_in_a_row += 1
         if self.skipped_in_a_row >= MAX_SKIPPED_STEPS:
             raise NonFiniteError(f"non-finite gradient at step {self.step}: the 16-mixed gradient scaler skipped "
                                  f"{self.skipped_in_a_row} steps in a row (scale now {self.scaler.get_scale():.3g}; "
-                                 f"{self._beta_text(beta)}); the last checkpoint was kept")
+                                 f"{self._beta_text(beta)})")
 
     def train_step(self) -> dict[str, Tensor]:
         """One optimisation step on this rank's shard of the global batch -> its mean loss, rate, distortion."""
