@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -236,10 +237,25 @@ _NESTED = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig, (
 
 
 def save_yaml(config: RunConfig, path: Path) -> None:
-    """Write ``config`` as YAML to ``path``."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write ``config`` as YAML to ``path`` atomically: a temporary file in the same folder, flushed and
+    fsync'ed, then renamed over ``path`` (a kill leaves the old file or the new one, never a torn one)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(yaml.safe_dump(to_dict(config), sort_keys=False))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def load_yaml(path: Path) -> RunConfig:
-    """Read a ``RunConfig`` from a YAML file written by ``save_yaml``."""
-    return from_dict(RunConfig, yaml.safe_load(Path(path).read_text()) or {})
+    """Read a ``RunConfig`` from a YAML file written by ``save_yaml``; an empty or non-mapping file is an
+    error (ValueError), never the default settings."""
+    values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(values, dict) or not values:
+        raise ValueError(f"{path} holds no settings (found {type(values).__name__}); expected a YAML mapping "
+                         f"written by mrvae")
+    return from_dict(RunConfig, values)
