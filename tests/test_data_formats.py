@@ -18,7 +18,7 @@ from mrvae.data.catalog import CATALOG, DSPRITES_FILE
 from mrvae.data.celeba import crop_and_resize, load_celeba
 from mrvae.data.cifar import load_cifar10, read_cifar_batch
 from mrvae.data.dsprites import load_dsprites, read_dsprites
-from mrvae.data.idx import load_mnist_family
+from mrvae.data.idx import load_mnist_continuous, load_mnist_family
 from mrvae.data.omniglot import chardata_images, load_omniglot
 from mrvae.data.preprocess import IMAGE_SIGMA2, TEST_BINARISATION_SEED, VALID_BINARISATION_SEED, hold_out
 from mrvae.data.svhn import load_svhn, read_svhn
@@ -157,6 +157,16 @@ def test_mnist_family_round_trip_and_splits(tmp_path):
     # the test binarisation is the same whatever the run's seed; the hold-out is not
     other = load_mnist_family("kmnist", tmp_path, seed=4, valid_size=5)
     assert torch.equal(other.test.data, splits.test.data) and not torch.equal(other.train.data, splits.train.data)
+
+
+def test_continuous_mnist_is_flat_grey_levels_with_a_gaussian_likelihood(tmp_path):
+    arrays = write_mnist_family(tmp_path / "mnist", 30, 7)
+    splits = load_mnist_continuous(tmp_path, seed=3, valid_size=5)  # from MNIST's own folder
+    flat = torch.from_numpy(arrays["train_images"]).float().reshape(30, -1) / 255
+    assert splits.info.shape == (784,) and splits.info.likelihood is Likelihood.GAUSSIAN and splits.info.sigma2 == 1.0
+    assert splits.train_transform is None and splits.train.data.shape[1] == 784
+    assert all(any(torch.equal(row, ref) for ref in flat) for row in splits.train.data)  # grey levels, not binarised
+    assert torch.equal(splits.test.data, torch.from_numpy(arrays["test_images"]).float().reshape(7, -1) / 255)
 
 
 def test_mnist_family_label_count_mismatch(tmp_path):

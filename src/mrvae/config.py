@@ -14,7 +14,7 @@ import yaml
 
 from .beta import BetaRange, BetaSampling, Choice, baseline_betas
 from .gates import GateFunction, GateInit
-from .layers import Conditioning, ModelConditioning
+from .layers import Conditioning, ModelConditioning, Norm
 
 
 class Method(Choice):
@@ -29,6 +29,21 @@ class Method(Choice):
     def conditioning(self) -> Conditioning:
         return {Method.MRVAE: Conditioning.GATE, Method.BETA_VAE: Conditioning.NONE,
                 Method.YOTO: Conditioning.FILM}[self]
+
+
+class Optimizer(Choice):
+    """The optimiser of every parameter (base weights and gates alike, PAPER.md §3)."""
+
+    ADAM = "adam"
+    ADAMW = "adamw"
+    ADAMAX = "adamax"
+
+
+class Schedule(Choice):
+    """The learning-rate schedule: linear warm-up then cosine decay to 0, or warm-up then constant."""
+
+    WARMUP_COSINE = "warmup-cosine"
+    CONSTANT = "constant"
 
 
 class Precision(Choice):
@@ -64,7 +79,9 @@ class ModelConfig:
 
     Sizes: ``hidden`` (the layer sizes of ``mlp`` and ``tcvae``), ``width`` (multiplies the channel
     counts of ``conv`` and ``resnet``), ``embedding_dim`` and ``lstm_hidden`` (``lstm``: token embedding
-    and LSTM state sizes, 256 each in the paper); ``latent_dim`` for all. ``sigma2`` overrides the data
+    and LSTM state sizes, 256 each in the paper); ``latent_groups`` (``hierarchical``: latent groups per
+    scale, top scale first; ``latent_dim`` is then the latent channels of one group) and ``norm`` (its
+    cells' normalisation); ``latent_dim`` for all. ``sigma2`` overrides the data
     set's Gaussian variance (None keeps the data set's). The gate settings (``GATE_SETTINGS``) are those
     of ``ModelConditioning``, which checks them: ``conditioning(kind)`` gives the one a model takes.
     """
@@ -81,9 +98,15 @@ class ModelConfig:
     gate_init: GateInit = ModelConditioning.gate_init
     film_hidden: int = ModelConditioning.film_hidden
     sigma2: float | None = None
+    latent_groups: tuple[int, ...] = (2, 2)
+    norm: Norm = Norm.BATCH
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "latent_groups", tuple(int(g) for g in self.latent_groups))
+        object.__setattr__(self, "norm", Norm(self.norm))
+        if not self.latent_groups or min(self.latent_groups) < 1:
+            raise ValueError(f"latent_groups needs one count >= 1 per latent scale, got {list(self.latent_groups)}")
         checked = self.conditioning(Conditioning.GATE)  # coerces and validates the gate settings
         for name in GATE_SETTINGS:
             object.__setattr__(self, name, getattr(checked, name))
@@ -103,11 +126,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation: Adam at ``lr`` with ``warmup_steps`` of linear warm-up then cosine decay to 0;
-    β drawn log-uniformly in [beta_low, beta_high] (per example or per batch); ``kl_warmup`` is the
-    fraction of steps over which β ramps linearly from 0 (β-VAE baselines; 0 = off)."""
+    """Optimisation: ``optimizer`` (Adam, AdamW with ``weight_decay``, or Adamax) at ``lr`` with the
+    ``schedule`` ``warmup-cosine`` (``warmup_steps`` of linear warm-up, then cosine decay to 0) or
+    ``constant`` (the same warm-up, then ``lr``); β drawn log-uniformly in [beta_low, beta_high] (per
+    example or per batch); ``kl_warmup`` is the fraction of steps over which β ramps linearly from 0
+    (β-VAE baselines; 0 = off). The budget is ``steps``, or ``epochs`` passes over the training split
+    when set (``for_data`` turns it into steps: epochs · ⌊N / global batch⌋)."""
 
     steps: int = 1800
+    epochs: int | None = None
     batch_size: int = 128
     lr: float = 3e-3
     warmup_steps: int = 400
@@ -121,10 +148,19 @@ class TrainConfig:
     grad_clip: float | None = None
     device: str = "auto"
     precision: Precision = Precision.FP32
+    optimizer: Optimizer = Optimizer.ADAM
+    weight_decay: float = 0.0
+    schedule: Schedule = Schedule.WARMUP_COSINE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "beta_sampling", BetaSampling(self.beta_sampling))
         object.__setattr__(self, "precision", Precision(self.precision))
+        object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+        object.__setattr__(self, "schedule", Schedule(self.schedule))
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 (or null for a budget in steps), got {self.epochs}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -140,6 +176,14 @@ class TrainConfig:
     @property
     def beta_range(self) -> BetaRange:
         return BetaRange(self.beta_low, self.beta_high)
+
+    def for_data(self, num_train: int, world_size: int = 1) -> TrainConfig:
+        """These settings with an ``epochs`` budget turned into ``steps`` for a training split of
+        ``num_train`` examples (one step is one global batch of ``batch_size · world_size``)."""
+        if self.epochs is None:
+            return self
+        per_epoch = max(1, num_train // (self.batch_size * world_size))  # as the batch order counts epochs
+        return dataclasses.replace(self, steps=self.epochs * per_epoch, epochs=None)
 
 
 @dataclass(frozen=True)
@@ -163,11 +207,13 @@ class EvalConfig:
 class BaselineConfig:
     """The β-VAE sweep: one run per β in ``betas``, each ``steps`` long (None: a third of the
     MR-VAE's steps, so the MR-VAE gets 3× one β-VAE), with an optional KL warm-up fraction. Every
-    other training setting is the MR-VAE's, learning-rate warm-up steps included (capped at ``steps``)."""
+    other training setting is the MR-VAE's (``lr`` overrides its learning rate when set), learning-rate warm-up
+    steps included (capped at ``steps``)."""
 
     betas: tuple[float, ...] = tuple(baseline_betas())
     steps: int | None = None
     kl_warmup: float = 0.0
+    lr: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -179,6 +225,8 @@ class BaselineConfig:
             raise ValueError(f"baseline steps must be >= 1, got {self.steps}")
         if not 0.0 <= self.kl_warmup < 1.0:
             raise ValueError(f"kl_warmup is a fraction of training in [0, 1), got {self.kl_warmup!r}")
+        if self.lr is not None:
+            _positive("baseline lr", self.lr)
 
     def steps_for(self, train: TrainConfig) -> int:
         return self.steps if self.steps is not None else max(1, train.steps // 3)
@@ -200,6 +248,11 @@ class RunConfig:
         if not methods or len(set(methods)) != len(methods):
             raise ValueError(f"methods must be a non-empty list without repeats, got {[m.value for m in methods]}")
         object.__setattr__(self, "methods", methods)
+
+    def for_data(self, num_train: int, world_size: int = 1) -> RunConfig:
+        """These settings with a ``train.epochs`` budget turned into steps for ``num_train`` training examples
+        (see ``TrainConfig.for_data``); what a run folder's ``config.yaml`` records."""
+        return dataclasses.replace(self, train=self.train.for_data(num_train, world_size))
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -29,6 +29,19 @@ class Conditioning(Choice):
     FILM = "film"
 
 
+class Norm(Choice):
+    """Normalisation inside the cells: ``batch`` (NVAE's BatchNorm) or ``none``.
+
+    BatchNorm pools its statistics over the batch, whose examples carry different β when β is drawn
+    per example (PAPER.md §2): its running statistics, used in evaluation, are averaged over the β
+    range, and in training a gate that is the same for the whole batch (β per batch) is normalised
+    away by the next BatchNorm. ``none`` keeps every gate's effect intact.
+    """
+
+    BATCH = "batch"
+    NONE = "none"
+
+
 class Role(Choice):
     """Where a conditioned layer sits; it picks the gate function of ``ModelConditioning``."""
 

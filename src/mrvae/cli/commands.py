@@ -50,6 +50,7 @@ def cmd_run(args: Any) -> int:
     config = run_config_from(args)
     info, _ = init_distributed(config.train.device)  # under torchrun: join the group before rank 0 writes --out
     data = load_run_data(config)
+    config = config.for_data(len(data.train), info.world_size)  # train.epochs -> train.steps, as config.yaml records
     check_run(config, data, config.methods, info.world_size)
     with open_run_dir(args.out, config, args.resume) as run:
         if args.resume and run.is_complete(config.methods):
@@ -92,11 +93,12 @@ def cmd_train(args: Any) -> int:
     if method is not Method.BETA_VAE and args.beta is not None:
         raise ValueError(f"--beta applies to --method beta-vae only; {method.value} trains over "
                          f"[train.beta_low, train.beta_high]")
+    info, _ = init_distributed(config.train.device)
+    data = load_run_data(config)
+    config = config.for_data(len(data.train), info.world_size)
     if method is Method.BETA_VAE:  # one β-VAE trains the steps it is given (not the sweep's share)
         config = replace(config, baseline=replace(config.baseline, betas=(float(args.beta),),
                                                   steps=config.train.steps))
-    info, _ = init_distributed(config.train.device)
-    data = load_run_data(config)
     check_run(config, data, (method,), info.world_size)
     with open_run_dir(args.out, config, args.resume) as run:
         result = train_method(config, data, run, method, args.beta, resume=args.resume, log=log,
@@ -111,6 +113,7 @@ def cmd_baseline(args: Any) -> int:
     config = run_config_from(args)
     info, _ = init_distributed(config.train.device)
     data = load_run_data(config)
+    config = config.for_data(len(data.train), info.world_size)
     check_run(config, data, (Method.BETA_VAE,), info.world_size)
     with open_run_dir(args.out, config, args.resume) as run:
         curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))

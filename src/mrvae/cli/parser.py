@@ -5,21 +5,29 @@ from __future__ import annotations
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import register_type
 
-from ..beta import BetaSampling
-from ..config import Method, Precision, RunConfig
-from ..gates import GateFunction, GateInit
-from ..objectives import Likelihood
+from .. import config as _config  # noqa: F401  (defines the Choice enums the settings use)
+from ..beta import Choice
+from ..config import Method, RunConfig
 
 _REGISTERED = False
 
 
 def _register_choice_types() -> None:
-    """Let jsonargparse read and write our enums by value (``per-example``, ``beta-vae``)."""
+    """Let jsonargparse read and write every ``Choice`` enum of mrvae by value (``per-example``, ``beta-vae``)."""
     global _REGISTERED
     if not _REGISTERED:
-        for choice in (Method, Precision, BetaSampling, GateFunction, GateInit, Likelihood):
+        for choice in _all_choices():
             register_type(choice, serializer=lambda member: member.value, deserializer=choice)
         _REGISTERED = True
+
+
+def _all_choices() -> list[type[Choice]]:
+    found, pending = [], list(Choice.__subclasses__())
+    while pending:
+        choice = pending.pop()
+        found.append(choice)
+        pending += choice.__subclasses__()
+    return found
 
 
 def _run_config_parser(description: str) -> ArgumentParser:

@@ -276,3 +276,5 @@ CATALOG: dict[str, DatasetFiles] = {
         manual=("text has no canonical download: place your corpus as train.txt, valid.txt and test.txt "
                 "(one sentence per line, whitespace-separated tokens) in the text folder of the data root")),
 }
+#: ``mnist-continuous`` reads MNIST's own files from MNIST's folder.
+CATALOG["mnist-continuous"] = CATALOG["mnist"]

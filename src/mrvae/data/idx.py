@@ -137,3 +137,28 @@ def load_mnist_family(name: str, root: Path, seed: int = 0, folder: Path | None 
                       ArrayDataset(binarise_for_evaluation(test_images, "test"),
                                    torch.from_numpy(raw.test_labels.astype(np.int64))),
                       valid=valid, train_transform=dynamic_binarise)
+
+
+#: The Gaussian decoder variance of ``mnist-continuous`` (grey levels in [0, 1]); only β·σ² matters.
+CONTINUOUS_MNIST_SIGMA2 = 1.0
+CONTINUOUS_MNIST_DESCRIPTION = ("MNIST grey levels in [0, 1], flattened to (784,), Gaussian likelihood with "
+                                f"σ² = {CONTINUOUS_MNIST_SIGMA2:g} (the linear VAE's data, PAPER.md §5)")
+
+
+def load_mnist_continuous(root: Path, seed: int = 0, folder: Path | None = None,
+                          valid_size: int = MNIST_FAMILY_VALID) -> DataSplits:
+    """MNIST's files (as ``load_mnist_family("mnist", ...)``) as flat (784,) grey levels in [0, 1], not
+    binarised, with a Gaussian likelihood of variance ``CONTINUOUS_MNIST_SIGMA2``: the data of the linear VAE."""
+    raw = read_idx_folder("mnist", folder if folder is not None else CATALOG["mnist"].locate(root))
+
+    def flat(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(images).reshape(images.shape[0], -1).float().div_(255.0)
+
+    images, test_images = flat(raw.train_images), flat(raw.test_images)
+    labels = torch.from_numpy(raw.train_labels.astype(np.int64))
+    kept, held = hold_out(images.shape[0], valid_size, seed)
+    info = DataInfo("mnist-continuous", (images.shape[1],), Likelihood.GAUSSIAN, sigma2=CONTINUOUS_MNIST_SIGMA2,
+                    description=CONTINUOUS_MNIST_DESCRIPTION)
+    valid = ArrayDataset(images[held], labels[held]) if valid_size else None
+    return DataSplits(info, ArrayDataset(images[kept], labels[kept]),
+                      ArrayDataset(test_images, torch.from_numpy(raw.test_labels.astype(np.int64))), valid=valid)

@@ -20,7 +20,7 @@ from .dsprites_like import DESCRIPTION as DSPRITES_LIKE_DESCRIPTION
 from .dsprites_like import load_dsprites_like
 from .embedded import load_digits_splits, load_synthetic_splits
 from .idx import DESCRIPTIONS as MNIST_FAMILY_DESCRIPTIONS
-from .idx import load_mnist_family
+from .idx import CONTINUOUS_MNIST_DESCRIPTION, load_mnist_continuous, load_mnist_family
 from .omniglot import DESCRIPTION as OMNIGLOT_DESCRIPTION
 from .omniglot import load_omniglot
 from .svhn import DESCRIPTION as SVHN_DESCRIPTION
@@ -48,6 +48,8 @@ DATASETS: dict[str, DatasetEntry] = {
                               "small synthetic Gaussian data (tests, examples)", needs_files=False),
     **{name: DatasetEntry(lambda root, seed, name=name: load_mnist_family(name, root, seed), description)
        for name, description in MNIST_FAMILY_DESCRIPTIONS.items()},
+    "mnist-continuous": DatasetEntry(lambda root, seed: load_mnist_continuous(root, seed),
+                                     CONTINUOUS_MNIST_DESCRIPTION),
     "binarized-mnist": DatasetEntry(lambda root, seed: load_binarized_mnist(root, seed), BINARIZED_MNIST_DESCRIPTION),
     "omniglot": DatasetEntry(lambda root, seed: load_omniglot(root, seed), OMNIGLOT_DESCRIPTION),
     "cifar10": DatasetEntry(lambda root, seed: load_cifar10(root, seed), CIFAR10_DESCRIPTION),

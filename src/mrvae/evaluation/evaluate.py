@@ -16,7 +16,6 @@ from ..config import EvalConfig, Method
 from .curves import CurveSummary, RDCurve
 from ..data.base import batch_of
 from ..models.base import VAE
-from ..objectives import iwae_bound
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -86,7 +85,7 @@ def iwae_nll(model: VAE, dataset: Dataset, beta: float, num_samples: int,
     sums = torch.zeros(2, dtype=torch.float64)  # [Σ -bound, count]
     for index, x in _my_batches(dataset, max(1, config.batch_size // 4)):
         x = x.to(device)
-        bound = iwae_bound(model, x, model.u_of(float(beta)), num_samples,
+        bound = model.iwae_bound(x, model.u_of(float(beta)), num_samples,
                            generator=_batch_generator(device, config.seed + 1, index))
         sums[0] -= bound.detach().cpu().double().sum()
         sums[1] += x.shape[0]

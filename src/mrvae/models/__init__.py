@@ -2,6 +2,7 @@
 
 from .base import VAE, VAEOutput
 from .conv import ConvVAE
+from .hierarchical import HierarchicalVAE, Hierarchy, bits_per_dim
 from .image import PAPER_LATENT_DIMS, ImageVAE
 from .linear import (LINEAR_CONDITIONING, LinearInit, LinearOptimum, LinearVAE, linear_vae_terms,
                      optimal_parameters, optimal_rate_distortion, set_optimal_response)
@@ -14,5 +15,6 @@ from .tcvae import TCVAE, TCDecomposition, TCEstimator, tc_decomposition
 __all__ = ["VAE", "VAEOutput", "LinearVAE", "LinearInit", "LINEAR_CONDITIONING", "LinearOptimum",
            "linear_vae_terms", "optimal_parameters", "optimal_rate_distortion", "set_optimal_response", "MLPVAE",
            "ImageVAE", "ConvVAE", "PAPER_LATENT_DIMS", "ResNetVAE", "ResidualBlock", "LSTMVAE",
-           "TCVAE", "TCEstimator", "TCDecomposition", "tc_decomposition",
+           "TCVAE", "TCEstimator", "TCDecomposition", "tc_decomposition", "HierarchicalVAE", "Hierarchy",
+           "bits_per_dim",
            "ARCHITECTURES", "build_model"]

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..beta import BetaRange
 from ..layers import Conditioning
-from ..objectives import Likelihood, beta_objective, distortion, gaussian_rate
+from ..objectives import Likelihood, beta_objective, distortion, gaussian_rate, iwae_bound
 
 
 @dataclass
@@ -93,6 +93,12 @@ class VAE(nn.Module):
         z = self.reparameterise(mean, log_var, generator) if sample else mean
         output = self.decode_for(z, u, x)
         return VAEOutput(output, mean, log_var, z, gaussian_rate(mean, log_var), self.distortion(output, x))
+
+    def iwae_bound(self, x: Tensor, u: Tensor | None, num_samples: int, chunk_size: int = 64,
+                   generator: torch.Generator | None = None) -> Tensor:
+        """(B, ...) data -> (B,) importance-weighted lower bound on log p(x) in nats with ``num_samples``
+        samples of q(z|x) (``objectives.iwae_bound``); models with several latent groups override it."""
+        return iwae_bound(self, x, u, num_samples, chunk_size, generator)
 
     def objective(self, x: Tensor, beta: Tensor, u: Tensor | None = None,
                   generator: torch.Generator | None = None) -> tuple[Tensor, VAEOutput]:

@@ -7,26 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..beta import Choice
-from ..layers import (BetaConditioned, ConditionedConv2d, ConditionedConvTranspose2d, ConditionedLinear,
+from ..layers import (Norm, BetaConditioned, ConditionedConv2d, ConditionedConvTranspose2d, ConditionedLinear,
                       ModelConditioning, Role)
 
 #: The residual branch is added as ``skip + RESIDUAL_SCALE · branch`` (NVAE's 0.1): a deep stack of cells
 #: starts close to the identity, whatever the normalisation.
 RESIDUAL_SCALE = 0.1
-
-
-class Norm(Choice):
-    """Normalisation inside the cells: ``batch`` (NVAE's BatchNorm) or ``none``.
-
-    BatchNorm pools its statistics over the batch, whose examples carry different β when β is drawn
-    per example (PAPER.md §2): its running statistics, used in evaluation, are averaged over the β
-    range, and in training a gate that is the same for the whole batch (β per batch) is normalised
-    away by the next BatchNorm. ``none`` keeps every gate's effect intact.
-    """
-
-    BATCH = "batch"
-    NONE = "none"
 
 
 def normalisation(kind: Norm, channels: int) -> nn.Module:

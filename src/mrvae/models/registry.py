@@ -12,6 +12,7 @@ from ..data.base import DataInfo
 from ..layers import Conditioning, ModelConditioning
 from .base import VAE
 from .conv import ConvVAE
+from .hierarchical import HierarchicalVAE, Hierarchy
 from .linear import LinearVAE
 from .lstm import LSTMVAE
 from .mlp import MLPVAE
@@ -62,8 +63,16 @@ def _tcvae(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning,
                  conditioning, beta_range=beta_range)
 
 
+def _hierarchical(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
+    if len(info.shape) != 3:
+        raise ValueError(f"arch 'hierarchical' needs images (C, S, S), got shape {info.shape}")
+    hierarchy = Hierarchy(channels=max(1, round(16 * config.width)), groups=config.latent_groups,
+                          latent_channels=config.latent_dim, norm=config.norm)
+    return HierarchicalVAE(info.shape, hierarchy, info.likelihood, _sigma2(config, info), conditioning, beta_range)
+
+
 ARCHITECTURES: dict[str, Builder] = {"mlp": _mlp, "linear": _linear, "conv": _conv, "resnet": _resnet,
-                                     "lstm": _lstm, "tcvae": _tcvae}
+                                     "lstm": _lstm, "tcvae": _tcvae, "hierarchical": _hierarchical}
 
 
 def build_model(config: ModelConfig, info: DataInfo, kind: Conditioning | str, num_train: int = 2,

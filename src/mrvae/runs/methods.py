@@ -36,7 +36,8 @@ def method_train_config(config: RunConfig, method: Method, beta: float | None = 
         # would flatter the MR-VAE
         warmup = min(config.train.warmup_steps, steps)
         return dataclasses.replace(config.train, beta_low=beta, beta_high=beta, steps=steps,
-                                   warmup_steps=warmup, kl_warmup=config.baseline.kl_warmup)
+                                   warmup_steps=warmup, kl_warmup=config.baseline.kl_warmup,
+                                   lr=config.baseline.lr or config.train.lr)
     return config.train
 
 

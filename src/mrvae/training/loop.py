@@ -68,6 +68,7 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, files: FitFiles = Fit
     weights are never checkpointed. The checkpoint folder's access and free space are checked first.
     """
     info, device = init_distributed(config.device)
+    config = config.for_data(len(data.train), info.world_size)  # an epochs budget becomes steps
     model.to(device)
     checkpointer = Checkpointer(_path(files.checkpoint), files.tag, files.extra, model)
     trainer = Trainer(model, data, config, device, info)

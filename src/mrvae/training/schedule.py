@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 
-from ..config import TrainConfig
+from ..config import Schedule, TrainConfig
 
 
 def batch_indices(num_examples: int, batch_size: int, step: int, seed: int, rank: int = 0,
@@ -23,9 +24,24 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int, rank
                          f"({global_batch}); lower batch_size")
     per_epoch = num_examples // global_batch
     epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     start = position * global_batch + rank * batch_size
-    return order[start:start + batch_size]
+    return epoch_order(num_examples, seed, epoch)[start:start + batch_size]
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
+    """(num_examples,) the seeded permutation of one epoch; drawn once per epoch (cached), not per step."""
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    order.requires_grad_(False)
+    return order
+
+
+def learning_rate_lambda(config: TrainConfig):
+    """The multiplier of ``config.lr`` at step s for ``config.schedule``: warm-up then cosine, or warm-up
+    then constant."""
+    if config.schedule is Schedule.CONSTANT:
+        return lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps > 0 else 1.0
+    return lambda s: learning_rate_factor(s, config.warmup_steps, config.steps)
 
 
 def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> float:

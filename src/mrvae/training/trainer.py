@@ -13,13 +13,13 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..beta import BetaRange
-from ..config import TrainConfig
+from ..config import Optimizer, TrainConfig
 from ..data.base import DataSplits, batch_of
 from ..models.base import VAE
 from .checkpoint import CheckpointError, load_model_state, rng_state, set_rng_state
 from .distributed import DistInfo, Reduce, all_reduce, gather_objects, rank_seed
 from .runtime import autocast, check_precision, grad_scaler
-from .schedule import batch_indices, kl_weight, learning_rate_factor
+from .schedule import batch_indices, kl_weight, learning_rate_lambda
 
 #: With 16-mixed, this many optimiser steps in a row skipped by the gradient scaler stop training.
 MAX_SKIPPED_STEPS = 20
@@ -54,6 +54,16 @@ def _model_beta_range(model: VAE, config: TrainConfig) -> BetaRange:
     return own
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over every parameter at ``config.lr``. foreach: one multi-tensor update instead of
+    a Python loop over parameters (the gates add many small tensors); the same arithmetic."""
+    if config.optimizer is Optimizer.ADAMW:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    if config.optimizer is Optimizer.ADAMAX:
+        return torch.optim.Adamax(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
 class Trainer:
     """The optimisation state of one ``fit`` call on one rank (``state_dict`` is what checkpoints store)
     and its step: ``step`` steps taken, ``wall_time_s`` spent in them (summed over resumed segments)."""
@@ -65,11 +75,8 @@ class Trainer:
         if info.is_distributed:
             objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         self.objective = objective
-        # foreach: one multi-tensor update instead of a Python loop over parameters (the gates add many
-        # small tensors); same arithmetic as the default implementation
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: learning_rate_factor(s, config.warmup_steps, config.steps))
+        self.optimizer = make_optimizer(model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, learning_rate_lambda(config))
         self.precision = check_precision(device, config.precision)
         self.scaler = grad_scaler(device, self.precision)
         self.generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, info.rank))
