@@ -61,7 +61,13 @@ def _positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data set (a name in ``mrvae.data.DATASETS``), its data root, and the split seed."""
+    """The data set a run trains and evaluates on.
+
+    Attributes:
+        name: The data set, a name in mrvae.data.DATASETS (mrvae data list shows them).
+        root: The data root; null takes $MRVAE_DATA, else ~/.cache/mrvae.
+        seed: The seed of the data split and of the test set's binarisation.
+    """
 
     name: str = "digits"
     root: str | None = None
@@ -75,19 +81,30 @@ GATE_SETTINGS = ("encoder_gate", "decoder_gate", "gate_scale", "gate_init", "fil
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture (a name in ``mrvae.models.ARCHITECTURES``), its sizes, and its conditioning settings.
+    """The architecture, its sizes and its conditioning on β.
 
-    Sizes: ``hidden`` (the layer sizes of ``mlp`` and ``tcvae``), ``width`` (multiplies the channel
-    counts of ``conv`` and ``resnet``), ``embedding_dim`` and ``lstm_hidden`` (``lstm``: token embedding
-    and LSTM state sizes, 256 each in the paper); ``latent_groups`` (``hierarchical``: latent groups per
-    scale, top scale first; ``latent_dim`` is then the latent channels of one group) and ``norm`` (its
-    cells' normalisation); ``latent_dim`` for all. ``sigma2`` overrides the data
-    set's Gaussian variance (None keeps the data set's). The gate settings (``GATE_SETTINGS``) are those
-    of ``ModelConditioning``, which checks them: ``conditioning(kind)`` gives the one a model takes.
+    The gate settings (``GATE_SETTINGS``) are those of ``ModelConditioning``, which checks them;
+    ``conditioning(kind)`` gives the one a model takes.
+
+    Attributes:
+        arch: The architecture, a name in mrvae.models.ARCHITECTURES: mlp, linear, conv, resnet, lstm, tcvae or hierarchical.
+        latent_dim: The latent size; null takes the architecture's default (mlp 16, lstm 32, tcvae 10, the paper's per image size for conv and resnet, latent channels per group for hierarchical).
+        hidden: The hidden layer sizes of mlp and tcvae.
+        width: Multiplies the channel counts of conv, resnet and hierarchical (1 is the paper's network).
+        embedding_dim: The token embedding size of lstm.
+        lstm_hidden: The LSTM state size of lstm.
+        encoder_gate: The encoder's gate function: sigmoid, or sqrt (the paper's decoder gate).
+        decoder_gate: The decoder's gate function: sigmoid, or sqrt (the paper's Eqn 7 uses sqrt here).
+        gate_scale: Every gate's range is [0, gate_scale]; 2 starts the gates near 1, the paper's Eqn 7 uses 1.
+        gate_init: How gate parameters start: paper (PyTorch's default init) or open (every gate starts near 1 whatever β).
+        film_hidden: The hidden size of the FiLM conditioner of the yoto method.
+        sigma2: The Gaussian decoder variance; null keeps the data set's (only β·σ² matters).
+        latent_groups: hierarchical: latent groups per scale, top scale first (its length is the number of scales).
+        norm: hierarchical: the cells' normalisation, batch (NVAE's) or none.
     """
 
     arch: str = "mlp"
-    latent_dim: int = 16
+    latent_dim: int | None = None
     hidden: tuple[int, ...] = (256, 256)
     width: float = 1.0
     embedding_dim: int = 256
@@ -110,7 +127,9 @@ class ModelConfig:
         checked = self.conditioning(Conditioning.GATE)  # coerces and validates the gate settings
         for name in GATE_SETTINGS:
             object.__setattr__(self, name, getattr(checked, name))
-        for name in ("latent_dim", "embedding_dim", "lstm_hidden"):
+        if self.latent_dim is not None and self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1 (or null for the architecture's default), got {self.latent_dim}")
+        for name in ("embedding_dim", "lstm_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if any(h < 1 for h in self.hidden):
@@ -126,12 +145,32 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation: ``optimizer`` (Adam, AdamW with ``weight_decay``, or Adamax) at ``lr`` with the
-    ``schedule`` ``warmup-cosine`` (``warmup_steps`` of linear warm-up, then cosine decay to 0) or
-    ``constant`` (the same warm-up, then ``lr``); β drawn log-uniformly in [beta_low, beta_high] (per
-    example or per batch); ``kl_warmup`` is the fraction of steps over which β ramps linearly from 0
-    (β-VAE baselines; 0 = off). The budget is ``steps``, or ``epochs`` passes over the training split
-    when set (``for_data`` turns it into steps: epochs · ⌊N / global batch⌋)."""
+    """Optimisation, the training budget and the β distribution.
+
+    The learning rate warms up linearly over ``warmup_steps``, then decays by a cosine to 0
+    (``warmup-cosine``) or stays (``constant``). ``for_data`` turns an ``epochs`` budget into steps:
+    epochs · ⌊N / global batch⌋.
+
+    Attributes:
+        steps: Optimiser steps per model (ignored when epochs is set).
+        epochs: A budget in passes over the training split instead of steps; null uses steps.
+        batch_size: Examples per step (per process under torchrun).
+        lr: The peak learning rate.
+        warmup_steps: Steps of linear learning-rate warm-up.
+        beta_low: The low end a of the β range [a, b].
+        beta_high: The high end b of the β range [a, b].
+        beta_sampling: How training draws β, log-uniform in [a, b]: per-example (the authors' experiments) or per-batch (the paper's Alg. 1).
+        kl_warmup: The fraction of steps over which β ramps linearly from 0 (0 is off).
+        seed: The seed of the initialisation, the batch order and the β stream.
+        checkpoint_every: Steps between checkpoints (a stop signal also writes one).
+        log_every: Steps between metrics lines.
+        grad_clip: Clip the gradient norm to this value; null does not clip.
+        device: Where training runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps.
+        precision: 32, bf16-mixed or 16-mixed (with a gradient scaler).
+        optimizer: adam, adamw or adamax, over every parameter (base weights and gates alike).
+        weight_decay: Weight decay of the optimiser (decoupled for adamw).
+        schedule: warmup-cosine or constant (after the warm-up).
+    """
 
     steps: int = 1800
     epochs: int | None = None
@@ -188,8 +227,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation: ``num_betas`` log-spaced β over the training range; IWAE with ``iwae_samples``
-    importance samples at ``iwae_beta`` (0 samples = skip); one z sample per example otherwise."""
+    """How a trained model is evaluated on the test split.
+
+    Attributes:
+        num_betas: How many log-spaced βs over the training range the RD curve has.
+        iwae_samples: Importance samples of the IWAE estimate of -log p(x) (0 skips it).
+        iwae_beta: The β at which the IWAE estimate is taken.
+        batch_size: Examples per evaluation batch.
+        seed: The seed of the evaluation's latent samples.
+    """
 
     num_betas: int = 20
     iwae_samples: int = 100
@@ -205,10 +251,17 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """The β-VAE sweep: one run per β in ``betas``, each ``steps`` long (None: a third of the
-    MR-VAE's steps, so the MR-VAE gets 3× one β-VAE), with an optional KL warm-up fraction. Every
-    other training setting is the MR-VAE's (``lr`` overrides its learning rate when set), learning-rate warm-up
-    steps included (capped at ``steps``)."""
+    """The β-VAE sweep the multi-rate model is compared with.
+
+    Every training setting not named here is the multi-rate run's, learning-rate warm-up steps included
+    (capped at ``steps``).
+
+    Attributes:
+        betas: One β-VAE is trained at each of these βs.
+        steps: Steps of each β-VAE; null gives each the multi-rate model's steps (see steps_for).
+        kl_warmup: The fraction of each β-VAE's steps over which β ramps linearly from 0 (0 is off).
+        lr: The β-VAEs' learning rate; null uses train.lr.
+    """
 
     betas: tuple[float, ...] = tuple(baseline_betas())
     steps: int | None = None
@@ -234,7 +287,16 @@ class BaselineConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one ``mrvae run`` needs; saved as ``config.yaml`` in the run directory."""
+    """Everything one mrvae run needs; saved as config.yaml in the run folder.
+
+    Attributes:
+        data: The data set.
+        model: The architecture and its conditioning.
+        train: Optimisation and the training budget.
+        eval: Evaluation on the test split.
+        baseline: The β-VAE sweep.
+        methods: The methods to train and compare: mrvae, beta-vae and yoto.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

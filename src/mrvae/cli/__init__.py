@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
@@ -63,14 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --print_config exit through argparse
         return int(exc.code or 0)
     command = args.command
-    threads = getattr(args[command], "threads", None)
-    if threads is not None:
-        if threads < 1:
-            print(f"mrvae: error: --threads must be >= 1, got {threads}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        import torch
-
-        torch.set_num_threads(threads)
+    try:
+        _set_threads(args[command])
+    except ValueError as exc:
+        print(f"mrvae: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         return COMMANDS[command](args[command])
     except NonFiniteError as exc:
@@ -101,3 +99,21 @@ def resume_command(argv: list[str]) -> str:
             words.append(word)
     words += ["--resume", "true"]
     return " ".join(shlex.quote(word) for word in words)
+
+
+def _set_threads(args: Any) -> None:
+    """torch's CPU threads from ``--threads``: a number >= 1, or ``auto`` (``training.runtime.auto_threads``)."""
+    value = getattr(args, "threads", None)
+    if value is None:
+        return
+    import torch
+
+    from ..training.runtime import auto_threads
+
+    if str(value) == "auto":
+        model = getattr(args, "model", None)
+        torch.set_num_threads(auto_threads(getattr(model, "arch", None)))
+        return
+    if not str(value).isdigit() or int(value) < 1:
+        raise ValueError(f"--threads must be a whole number >= 1 or auto, got {value!r}")
+    torch.set_num_threads(int(value))

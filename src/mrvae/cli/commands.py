@@ -21,6 +21,7 @@ from ..runs.folder import RunDir, open_run_dir
 from ..runs.methods import check_run, curve_for, data_info_dict, load_run_data, load_trained, train_method
 from ..runs.pictures import write_pictures
 from ..training.distributed import init_distributed, is_main_process
+from ..training.runtime import resolve_device
 from .data_command import check_dataset, download_dataset, list_datasets
 
 
@@ -40,6 +41,19 @@ def _progress(args: Any) -> bool:
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
+def _out(args: Any, config: RunConfig) -> Path:
+    """``--out``, or ``runs/<data set>`` when it is not given."""
+    return Path(args.out) if args.out else Path("runs") / config.data.name
+
+
+def _warn_about(config: RunConfig) -> None:
+    """Settings that are valid but probably not what the user meant: one ``warning:`` line each."""
+    train = config.train
+    if train.warmup_steps >= train.steps:
+        log(f"mrvae: warning: train.warmup_steps ({train.warmup_steps}) >= train.steps ({train.steps}): the "
+            f"learning rate never finishes its warm-up; lower --train.warmup_steps")
+
+
 def cmd_run(args: Any) -> int:
     """Train every method of the run, write curves, the comparison table, the plot and the report.
 
@@ -52,7 +66,8 @@ def cmd_run(args: Any) -> int:
     data = load_run_data(config)
     config = config.for_data(len(data.train), info.world_size)  # train.epochs -> train.steps, as config.yaml records
     check_run(config, data, config.methods, info.world_size)
-    with open_run_dir(args.out, config, args.resume) as run:
+    _warn_about(config)
+    with open_run_dir(_out(args, config), config, args.resume) as run:
         if args.resume and run.is_complete(config.methods):
             if is_main_process():
                 print(Comparison.load(run.comparison).format_table())
@@ -100,7 +115,8 @@ def cmd_train(args: Any) -> int:
         config = replace(config, baseline=replace(config.baseline, betas=(float(args.beta),),
                                                   steps=config.train.steps))
     check_run(config, data, (method,), info.world_size)
-    with open_run_dir(args.out, config, args.resume) as run:
+    _warn_about(config)
+    with open_run_dir(_out(args, config), config, args.resume) as run:
         result = train_method(config, data, run, method, args.beta, resume=args.resume, log=log,
                               progress_bar=_progress(args))
     print(f"trained {method.value} for {result.step} steps in {result.wall_time_s:.1f} s; "
@@ -115,7 +131,8 @@ def cmd_baseline(args: Any) -> int:
     data = load_run_data(config)
     config = config.for_data(len(data.train), info.world_size)
     check_run(config, data, (Method.BETA_VAE,), info.world_size)
-    with open_run_dir(args.out, config, args.resume) as run:
+    _warn_about(config)
+    with open_run_dir(_out(args, config), config, args.resume) as run:
         curve = run_sweep(config, data, run, resume=args.resume, log=log, progress_bar=_progress(args))
         if is_main_process():
             path = curve.save(run.curve(Method.BETA_VAE))
@@ -142,7 +159,7 @@ def cmd_curve(args: Any) -> int:
     """Evaluate a trained multi-rate checkpoint on a β grid and write its RD-curve JSON (never over a run's
     own files); with only ``--target_rate`` / ``--target_distortion``, refine from the stored curve instead."""
     path = _checkpoint_path(args.checkpoint)
-    trained = load_trained(path)
+    trained = load_trained(path, resolve_device(args.device))
     if trained.method is Method.BETA_VAE:
         raise ValueError(f"{path} is a single-β β-VAE; `mrvae curve` evaluates MR-VAE or YOTO checkpoints")
     eval_config = replace(trained.config.eval, num_betas=args.num_betas or trained.config.eval.num_betas)
@@ -211,7 +228,7 @@ def cmd_export(args: Any) -> int:
         raise ValueError(f"--out {out} is not empty; pass --overwrite true to replace an export, or choose another "
                          f"folder")
     path = _checkpoint_path(args.checkpoint)
-    trained = load_trained(path)
+    trained = load_trained(path, resolve_device(args.device))
     if not trained.beta_range.contains(args.beta):
         raise ValueError(f"--beta {args.beta:g} is outside the model's training range "
                          f"[{trained.beta_range.low:g}, {trained.beta_range.high:g}]")

@@ -6,6 +6,7 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import register_type
 
 from .. import config as _config  # noqa: F401  (defines the Choice enums the settings use)
+from .. import __version__
 from ..beta import Choice
 from ..config import Method, RunConfig
 
@@ -17,7 +18,7 @@ def _register_choice_types() -> None:
     global _REGISTERED
     if not _REGISTERED:
         for choice in _all_choices():
-            register_type(choice, serializer=lambda member: member.value, deserializer=choice)
+            register_type(choice, serializer=lambda member: getattr(member, "value", member), deserializer=choice)
         _REGISTERED = True
 
 
@@ -30,37 +31,78 @@ def _all_choices() -> list[type[Choice]]:
     return found
 
 
+def _parser(description: str) -> ArgumentParser:
+    """A subcommand's parser: whole flags only (``--train.step`` is not taken for ``--train.steps``)."""
+    return ArgumentParser(description=description, exit_on_error=False, allow_abbrev=False)
+
+
+def _add_threads(parser: ArgumentParser) -> None:
+    parser.add_argument("--threads", type=str, default="auto",
+                        help="CPU threads for torch: a number, or auto (one thread for the small models and on a "
+                             "busy machine, where more threads only wait for each other; the idle cores for "
+                             "convolutional models on a quiet machine).")
+
+
 def _run_config_parser(description: str) -> ArgumentParser:
-    parser = ArgumentParser(description=description, exit_on_error=False)
-    parser.add_argument("--config", action="config", help="a YAML file of settings (e.g. a run's config.yaml)")
+    parser = _parser(description)
+    parser.add_argument("--config", action="config", help="A YAML file of settings, e.g. a run's config.yaml.")
     parser.add_class_arguments(RunConfig, None, as_group=False)
-    parser.add_argument("--out", type=str, default="runs/digits", help="the run directory to write")
+    parser.add_argument("--out", type=str | None, default=None,
+                        help="The run folder to write (default: runs/DATA, named after data.name).")
     parser.add_argument("--resume", type=bool, default=False,
-                        help="continue the run in --out from its checkpoints (same settings)")
+                        help="Continue the run in --out from its checkpoints, with the same settings.")
     parser.add_argument("--progress", type=bool | None, default=None,
-                        help="tqdm bars (default: only when stderr is a terminal)")
-    parser.add_argument("--threads", type=int | None, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is best for small models "
-                             "and on a busy machine)")
+                        help="Show tqdm bars (default: only when stderr is a terminal).")
+    _add_threads(parser)
+    _show_choices_by_value(parser)
     return parser
+
+
+def _show_choices_by_value(parser: ArgumentParser) -> None:
+    """Show every ``Choice`` setting as users type it: its values in lower case (``{paper,open}``), and
+    its default as a value (``paper``; ``[mrvae, beta-vae]``), not as the enum's member names."""
+    for action in parser._actions:
+        hint = getattr(action, "_typehint", None)
+        item = getattr(hint, "__args__", (None,))[0] if getattr(hint, "__origin__", None) is tuple else None
+        choice = hint if isinstance(hint, type) and issubclass(hint, Choice) else item
+        if not (isinstance(choice, type) and issubclass(choice, Choice)):
+            continue
+        values = ",".join(member.value for member in choice)
+        if choice is hint:
+            action.metavar = "{" + values + "}"
+            action.default = _as_value(choice, action.default)
+        else:
+            action.metavar = "[{" + values + "},...]"
+            action.default = [_as_value(choice, d) for d in action.default]
+
+
+def _as_value(choice: type[Choice], default: object) -> object:
+    if isinstance(default, str) and default in choice.__members__:
+        return choice[default].value
+    return default.value if isinstance(default, choice) else default
 
 
 def _train_parser() -> ArgumentParser:
     parser = _run_config_parser("Train one method and write its checkpoint.")
-    parser.add_argument("--method", type=Method, default=Method.MRVAE, help="mrvae, yoto or beta-vae")
-    parser.add_argument("--beta", type=float | None, default=None, help="β of a beta-vae run")
+    parser.add_argument("--method", type=Method, default=Method.MRVAE,
+                        help="The method to train: mrvae, yoto or beta-vae.")
+    parser.add_argument("--beta", type=float | None, default=None, help="The β of a beta-vae run.")
+    _show_choices_by_value(parser)
     return parser
 
 
 def _checkpoint_parser(description: str) -> ArgumentParser:
-    parser = ArgumentParser(description=description, exit_on_error=False)
-    parser.add_argument("checkpoint", type=str, help="a checkpoint file, or a run directory (uses mrvae.pt)")
+    parser = _parser(description)
+    parser.add_argument("checkpoint", type=str, help="A checkpoint file, or a run folder (its mrvae.pt).")
+    parser.add_argument("--device", type=str, default="cpu",
+                        help="Where the model runs: cpu, cuda, cuda:N, mps or auto.")
+    _add_threads(parser)
     return parser
 
 
 def _add_overwrite(parser: ArgumentParser) -> None:
     parser.add_argument("--overwrite", type=bool, default=False,
-                        help="replace an existing output file (default: refuse, so nothing is lost)")
+                        help="Replace an existing output file (default: refuse, so nothing is lost).")
 
 
 def _curve_parser() -> ArgumentParser:
@@ -70,38 +112,38 @@ def _curve_parser() -> ArgumentParser:
                         help="curve JSON path (default: RUN-METHOD-curve.json in the current folder; with only a "
                              "target, no curve is evaluated or written unless --out is given)")
     _add_overwrite(parser)
-    parser.add_argument("--num_betas", type=int | None, default=None)
-    parser.add_argument("--iwae_samples", type=int | None, default=None)
+    parser.add_argument("--num_betas", type=int | None, default=None,
+                        help="How many log-spaced βs to evaluate (default: the run's eval.num_betas).")
+    parser.add_argument("--iwae_samples", type=int | None, default=None,
+                        help="Importance samples of the IWAE estimate (default: the run's; 0 skips it).")
     parser.add_argument("--target_rate", type=float | None, default=None,
-                        help="also find the β whose rate is this many nats")
+                        help="Find the β whose rate is this many nats per example.")
     parser.add_argument("--target_distortion", type=float | None, default=None,
-                        help="also find the β whose distortion is this many nats")
+                        help="Find the β whose distortion is this many nats per example.")
     return parser
 
 
 def _plot_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Plot RD curves from curve JSON files or a run directory.",
-                            exit_on_error=False)
-    parser.add_argument("inputs", type=str, nargs="+", help="curve JSON files and/or run directories")
-    parser.add_argument("--out", type=str, default="rd_curve.png", help="PNG path (default: rd_curve.png)")
-    parser.add_argument("--title", type=str, default="")
+    parser = _parser("Plot RD curves from curve JSON files or run folders; each run gets its own colour.")
+    parser.add_argument("inputs", type=str, nargs="+", help="Curve JSON files and/or run folders.")
+    parser.add_argument("--out", type=str, default="rd_curve.png", help="The PNG file to write.")
+    parser.add_argument("--title", type=str, default="", help="A title for the figure.")
     _add_overwrite(parser)
     return parser
 
 
 def _export_parser() -> ArgumentParser:
     parser = _checkpoint_parser("Fold the gates at one β into a plain model: safetensors + JSON.")
-    parser.add_argument("--beta", type=float, help="the β to fold in (inside the model's training range)")
-    parser.add_argument("--out", type=str, help="the folder to write model.safetensors and config.json to")
+    parser.add_argument("--beta", type=float, help="The β to fold in, inside the model's training range.")
+    parser.add_argument("--out", type=str, help="The folder to write model.safetensors and config.json to.")
     _add_overwrite(parser)
     return parser
 
 
 def _report_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Write one self-contained HTML page of a run: curves, table, pictures.",
-                            exit_on_error=False)
-    parser.add_argument("run_dir", type=str, help="the run directory (written by mrvae run)")
-    parser.add_argument("--out", type=str | None, default=None, help="HTML path (default: RUN_DIR/report.html)")
+    parser = _parser("Write one self-contained HTML page of a run: curves, table, pictures.")
+    parser.add_argument("run_dir", type=str, help="The run folder, written by mrvae run.")
+    parser.add_argument("--out", type=str | None, default=None, help="The HTML file (default: RUN_DIR/report.html).")
     _add_overwrite(parser)
     return parser
 
@@ -115,20 +157,21 @@ def _add_data_actions(data: ArgumentParser) -> None:
     """``data list | check | download``; called once ``data`` is a subcommand (jsonargparse adds levels in order)."""
     actions = data.add_subcommands(dest="action")
     for action, text in _DATA_ACTIONS:
-        action_parser = ArgumentParser(description=text, exit_on_error=False)
+        action_parser = _parser(text[0].upper() + text[1:] + ".")
         if action != "list":
-            action_parser.add_argument("name", type=str)
+            action_parser.add_argument("name", type=str, help="The data set's name (see mrvae data list).")
         action_parser.add_argument("--root", type=str | None, default=None,
-                                   help="data root (default: $MRVAE_DATA, else ~/.cache/mrvae)")
+                                   help="The data root (default: $MRVAE_DATA, else ~/.cache/mrvae).")
         actions.add_subcommand(action, action_parser, help=text)
 
 
 def build_parser() -> ArgumentParser:
     """The full ``mrvae`` parser with every subcommand."""
     _register_choice_types()
-    parser = ArgumentParser(prog="mrvae", exit_on_error=False,
+    parser = ArgumentParser(prog="mrvae", exit_on_error=False, allow_abbrev=False,
                             description="Multi-Rate VAEs: train once, get the whole rate-distortion curve.")
-    data = ArgumentParser(description="List, check and download the data sets.", exit_on_error=False)
+    parser.add_argument("--version", action="version", version=f"mrvae {__version__}")
+    data = _parser("List, check and download the data sets.")
     subcommands = (
         ("run", _run_config_parser("Train an MR-VAE and a β-VAE sweep (and YOTO if asked), evaluate, plot "
                                    "and compare."), "train every method, write curves, plot and the per-β table"),

@@ -25,19 +25,30 @@ from .tcvae import TCVAE
 Builder = Callable[..., VAE]
 
 
+#: The latent size each architecture takes when ``ModelConfig.latent_dim`` is None. ``conv`` and ``resnet``
+#: take the paper's per image side (28: 32, 32: 256, 64: 64; ``mrvae.models.image``); ``linear`` takes
+#: 32 or the data dimension if smaller; ``hierarchical`` counts latent channels per group.
+LATENT_DEFAULTS = {"mlp": 16, "linear": 32, "lstm": 32, "tcvae": 10, "hierarchical": 4}
+
+
 def _sigma2(config: ModelConfig, info: DataInfo) -> float:
     return config.sigma2 if config.sigma2 is not None else info.sigma2
 
 
+def _latent(config: ModelConfig) -> int | None:
+    return config.latent_dim if config.latent_dim is not None else LATENT_DEFAULTS.get(config.arch)
+
+
 def _mlp(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
-    return MLPVAE(info.shape, config.latent_dim, config.hidden, info.likelihood, _sigma2(config, info), conditioning,
+    return MLPVAE(info.shape, _latent(config), config.hidden, info.likelihood, _sigma2(config, info), conditioning,
                   beta_range=beta_range)
 
 
 def _linear(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
     if len(info.shape) != 1:
         raise ValueError(f"the linear VAE needs flat data (d,), got shape {info.shape}; use arch 'mlp'")
-    return LinearVAE(math.prod(info.shape), config.latent_dim, _sigma2(config, info), conditioning, beta_range)
+    latent = config.latent_dim if config.latent_dim is not None else min(_latent(config), math.prod(info.shape))
+    return LinearVAE(math.prod(info.shape), latent, _sigma2(config, info), conditioning, beta_range)
 
 
 def _conv(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
@@ -53,13 +64,13 @@ def _resnet(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning
 def _lstm(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange) -> VAE:
     if info.vocab_size is None:
         raise ValueError(f"arch 'lstm' needs a text data set (with a vocabulary); {info.name!r} has none")
-    return LSTMVAE(info.vocab_size, config.latent_dim, config.embedding_dim, config.lstm_hidden,
+    return LSTMVAE(info.vocab_size, _latent(config), config.embedding_dim, config.lstm_hidden,
                    conditioning=conditioning, beta_range=beta_range)
 
 
 def _tcvae(config: ModelConfig, info: DataInfo, conditioning: ModelConditioning, beta_range: BetaRange,
            num_train: int) -> VAE:
-    return TCVAE(num_train, info.shape, config.latent_dim, config.hidden, info.likelihood, _sigma2(config, info),
+    return TCVAE(num_train, info.shape, _latent(config), config.hidden, info.likelihood, _sigma2(config, info),
                  conditioning, beta_range=beta_range)
 
 
@@ -67,7 +78,7 @@ def _hierarchical(config: ModelConfig, info: DataInfo, conditioning: ModelCondit
     if len(info.shape) != 3:
         raise ValueError(f"arch 'hierarchical' needs images (C, S, S), got shape {info.shape}")
     hierarchy = Hierarchy(channels=max(1, round(16 * config.width)), groups=config.latent_groups,
-                          latent_channels=config.latent_dim, norm=config.norm)
+                          latent_channels=_latent(config), norm=config.norm)
     return HierarchicalVAE(info.shape, hierarchy, info.likelihood, _sigma2(config, info), conditioning, beta_range)
 
 

@@ -186,7 +186,8 @@ def config_blocks(text: str) -> list[str]:
 def header(inputs: ReportInputs) -> dict[str, str]:
     c = inputs.config
     hidden = f", hidden {list(c.model.hidden)}" if c.model.arch in ("mlp", "tcvae") else ""
-    return {"data": c.data.name, "model": f"{c.model.arch} (latent {c.model.latent_dim}{hidden})",
+    latent = c.model.latent_dim if c.model.latent_dim is not None else "the architecture's default"
+    return {"data": c.data.name, "model": f"{c.model.arch} (latent {latent}{hidden})",
             "betas": f"[{c.train.beta_low:g}, {c.train.beta_high:g}]", "steps": str(c.train.steps),
             "methods": ", ".join(method_name(m.value) for m in c.methods)}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -60,3 +61,21 @@ def grad_scaler(device: torch.device, precision: Precision | str) -> torch.amp.G
     """A ``GradScaler`` that is enabled for 16-mixed only (fp16 gradients underflow without scaling;
     bf16 has fp32's exponent range and needs none)."""
     return torch.amp.GradScaler(device.type, enabled=Precision(precision) is Precision.FP16_MIXED)
+
+
+#: Architectures whose steps are large enough for several CPU threads to pay off (measured in
+#: benchmarks/threads.py); the others are small MLP / LSTM steps dominated by per-op overhead.
+MULTI_THREAD_ARCHS = frozenset({"conv", "resnet", "hierarchical"})
+
+
+def auto_threads(arch: str | None, cores: int | None = None, load: float | None = None) -> int:
+    """The ``--threads auto`` choice: one thread for the small models, and on a busy machine whatever the
+    model (threads of a busy machine wait for each other: issue 16 measured 10× slower steps); for the
+    convolutional models on a quiet machine, the idle cores. ``cores`` and ``load`` (the 1-minute load
+    average) default to this machine's."""
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    load = os.getloadavg()[0] if load is None else load
+    idle = int(cores - load + 0.5)
+    if arch not in MULTI_THREAD_ARCHS or idle < 2:
+        return 1
+    return min(cores, idle)
