@@ -23,6 +23,7 @@ from ..runs.pictures import write_pictures
 from ..training.distributed import init_distributed, is_main_process
 from ..training.runtime import resolve_device
 from .data_command import check_dataset, download_dataset, list_datasets
+from .sample_command import cmd_sample
 
 
 def log(message: str) -> None:
@@ -194,24 +195,31 @@ def _print_targets(args: Any, model: VAE, data: DataSplits, eval_config: EvalCon
                   f"distortion {found.distortion:.4f} nats; {found.evaluations} evaluations)")
 
 
-def _curve_files(inputs: list[str]) -> list[Path]:
-    files: list[Path] = []
+def _curve_files(inputs: list[str]) -> list[tuple[str, Path]]:
+    """(source, file) of every curve: a run folder's curves/*.json, or a curve file (its run folder
+    when it sits in one's curves/, else the file itself, is its source)."""
+    files: list[tuple[str, Path]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found = sorted((p / "curves").glob("*.json")) if (p / "curves").is_dir() else sorted(p.glob("*.json"))
             if not found:
                 raise ValueError(f"no curve JSON files in {p}")
-            files += found
+            files += [(p.resolve().name, f) for f in found]
         else:
-            files.append(p)
+            files.append((p.resolve().parent.parent.name if p.parent.name == "curves" else p.stem, p))
     return files
 
 
 def cmd_plot(args: Any) -> int:
-    """Plot curve JSON files (or the curves of run directories) into one PNG (never over an existing file)."""
+    """Plot curve JSON files (or the curves of run folders) into one PNG (never over an existing file); with
+    several runs, each curve is named after its run, and each run gets its own colour."""
     out = new_output(args.out, args.overwrite)
-    curves = [RDCurve.load(f) for f in _curve_files(args.inputs)]
+    sources = _curve_files(args.inputs)
+    curves = [RDCurve.load(f) for _, f in sources]
+    if len({source for source, _ in sources}) > 1:
+        for (source, _), curve in zip(sources, curves):
+            curve.name = source
     plot_rd_curves(curves, out, title=args.title)
     print(f"plot written to {out}")
     return 0
@@ -263,4 +271,5 @@ def cmd_data(args: Any) -> int:
 
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "baseline": cmd_baseline, "curve": cmd_curve, "plot": cmd_plot,
-            "export": cmd_export, "data": cmd_data, "report": cmd_report}
+            "export": cmd_export, "data": cmd_data, "report": cmd_report,
+            "sample": cmd_sample}

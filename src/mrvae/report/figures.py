@@ -64,9 +64,20 @@ def method_order(kind: str) -> int:
 
 
 def curve_label(curve: RDCurve) -> str:
-    """The legend label of a curve: its method's label, plus its name when that differs from the kind."""
+    """The legend label of a curve: its method's label (with the steps each of its models trained, where
+    the curve records them), plus its name (e.g. the run's) when that differs from the kind."""
     label = method_style(curve.kind).legend
+    steps = steps_label(curve)
+    label = f"{label}, {steps}" if steps else label
     return label if curve.name == curve.kind else f"{label} [{curve.name}]"
+
+
+def steps_label(curve: RDCurve) -> str:
+    """"1,800 steps" (one multi-rate model) or "1,800 steps each" (a β-VAE sweep); "" when unknown."""
+    steps = curve.summary.get("steps_per_model") or (curve.config.get("train") or {}).get("steps")
+    if not isinstance(steps, int):
+        return ""
+    return f"{steps:,} steps each" if method_of(curve.kind) is Method.BETA_VAE else f"{steps:,} steps"
 
 
 def label_groups(betas: Sequence[float], rate: Sequence[float], dist: Sequence[float], x_span: float,
@@ -92,14 +103,23 @@ def _span(values: Sequence[float]) -> float:
     return (max(finite) - min(finite)) or 1.0
 
 
-def _line(ax, curve: RDCurve, xs: Sequence[float], ys: Sequence[float]) -> None:
+def curve_colour(curve: RDCurve, curves: Sequence[RDCurve]) -> str:
+    """A curve's colour: its method's, or, when the curves come from several runs (curves of one method
+    with different names), its run's own colour, so that two runs never share one."""
+    names = list(dict.fromkeys(c.name for c in curves))
+    runs = [c for c in curves if c.name != c.kind]
+    if not runs or len({(c.kind, c.name) for c in curves}) == len({c.kind for c in curves}):
+        return method_style(curve.kind).colour
+    return f"C{names.index(curve.name) % 10}"
+
+
+def _line(ax, curve: RDCurve, xs: Sequence[float], ys: Sequence[float], colour: str) -> None:
     """One curve: a β-VAE sweep as unjoined squares, a single-run method as a line with dots."""
-    style = method_style(curve.kind)
     if method_of(curve.kind) is Method.BETA_VAE:
-        ax.plot(xs, ys, color=style.colour, label=curve_label(curve), linestyle="none", marker="s", markersize=6,
+        ax.plot(xs, ys, color=colour, label=curve_label(curve), linestyle="none", marker="s", markersize=6,
                 zorder=3)
     else:
-        ax.plot(xs, ys, color=style.colour, label=curve_label(curve), marker="o", markersize=3, linewidth=1.6)
+        ax.plot(xs, ys, color=colour, label=curve_label(curve), marker="o", markersize=3, linewidth=1.6)
 
 
 def draw_rd(ax, curves: Sequence[RDCurve]) -> None:
@@ -108,11 +128,11 @@ def draw_rd(ax, curves: Sequence[RDCurve]) -> None:
     y_span = _span([v for c in curves for v in c.results["distortion"]])
     for curve in curves:
         rate, dist = curve.results["rate"], curve.results["distortion"]
-        _line(ax, curve, rate, dist)
+        colour = curve_colour(curve, curves)
+        _line(ax, curve, rate, dist, colour)
         if method_of(curve.kind) is Method.BETA_VAE:
             for text, r, d in label_groups(curve.betas, rate, dist, x_span, y_span):
-                ax.annotate(text, (r, d), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                            color=method_style(curve.kind).colour)
+                ax.annotate(text, (r, d), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
     ax.margins(x=0.12, y=0.08)  # room for the β labels
     ax.set_xlabel(f"rate R {NATS}")
     ax.set_ylabel(f"distortion D {NATS}")
@@ -121,7 +141,7 @@ def draw_rd(ax, curves: Sequence[RDCurve]) -> None:
 def draw_against_beta(ax, curves: Sequence[RDCurve], key: str, ylabel: str) -> None:
     """``results[key]`` of every curve against β on a log axis."""
     for curve in curves:
-        _line(ax, curve, curve.betas, curve.results[key])
+        _line(ax, curve, curve.betas, curve.results[key], curve_colour(curve, curves))
     ax.set_xscale("log")
     ax.set_xlabel("β")
     ax.set_ylabel(ylabel)
