@@ -106,6 +106,10 @@ def test_threads_auto_and_bad_values(tmp_path, capsys):
 def test_curve_and_export_take_device_and_threads(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["run", *TINY, "--out", str(run)]) == 0
+    printed = capsys.readouterr().out
+    check = [line for line in printed.splitlines() if line.startswith("mrvae curve: ")]
+    assert len(check) == 1 and ("no dominated point" in check[0] or "is dominated by" in check[0])
+    assert "Curve check: " in (run / "report.html").read_text()  # the report carries the same check
     assert main(["curve", str(run), "--device", "cpu", "--threads", "1", "--num_betas", "2", "--iwae_samples",
                  "0", "--out", str(tmp_path / "c.json")]) == 0
     assert main(["export", str(run), "--beta", "0.5", "--device", "cpu", "--threads", "1",

@@ -49,3 +49,15 @@ def test_the_report_figure_merges_labels_the_same_way(monkeypatch):
     figures = report_figures([sweep])
     assert [f.key for f in figures] == ["rd", "rate", "distortion"]  # no active units in this curve
     assert annotations == {0: ["β=1", "β=4.64, 10"], 1: [], 2: []}
+
+
+def test_a_dominated_point_is_reported_by_the_curve_check():
+    from mrvae.config import Method
+
+    # β = 0.01 has more rate AND more distortion than β = 0.03: no one should train for β = 0.01
+    curve = RDCurve("mrvae", Method.MRVAE, [0.01, 0.03, 0.1], {"rate": [60.0, 58.0, 40.0],
+                                                               "distortion": [82.0, 81.0, 85.0]})
+    assert curve.dominated_points() == ["β = 0.01 (R 60, D 82) is dominated by β = 0.03 (R 58, D 81)"]
+    assert "is dominated by β = 0.03" in curve.shape_verdict()
+    monotone = RDCurve("mrvae", Method.MRVAE, [0.01, 0.1], {"rate": [60.0, 40.0], "distortion": [80.0, 85.0]})
+    assert monotone.dominated_points() == [] and "no dominated point" in monotone.shape_verdict()

@@ -92,10 +92,7 @@ def _write_run_outputs(run: RunDir, curves: dict[Method, RDCurve], comparison: C
     print(comparison.format_table())
     for method, curve in curves.items():
         if method is not Method.BETA_VAE:
-            problems = curve.monotonicity_problems()
-            verdict = "rate non-increasing and distortion non-decreasing in β (within 1 %)" if not problems \
-                else "not monotone: " + "; ".join(problems[:3])
-            print(f"{method.value} curve: {verdict}")
+            print(f"{method.value} curve: {curve.shape_verdict()}")
     print(f"curves: {run.root / 'curves'}  plot: {run.plot}  pictures: {pictures.parent}  metrics: {run.metrics}")
     print(f"report: {build_report(run.root)}")
 

@@ -135,6 +135,27 @@ class RDCurve:
                                     f"β = {self.betas[order[i - 1]]:.4g} and {self.betas[order[i]]:.4g}")
         return problems
 
+    def dominated_points(self, abs_tol: float = 0.01) -> list[str]:
+        """βs whose point is beaten on both rate and distortion (each lower by more than ``abs_tol`` nats)
+        by another β of the same curve: a point no β should be trained for, which a monotonicity check
+        can let pass. Empty when no point is dominated."""
+        found = []
+        points = list(zip(self.betas, self.results["rate"], self.results["distortion"]))
+        for beta, rate, dist in points:
+            better = [(b, r, d) for b, r, d in points if r < rate - abs_tol and d < dist - abs_tol]
+            if better:
+                b, r, d = min(better, key=lambda p: abs(math.log(p[0] / beta)))
+                found.append(f"β = {beta:.4g} (R {rate:.4g}, D {dist:.4g}) is dominated by β = {b:.4g} "
+                             f"(R {r:.4g}, D {d:.4g})")
+        return found
+
+    def shape_verdict(self) -> str:
+        """One line on the curve's shape: monotone in β within 1 %, and no dominated point."""
+        problems = self.monotonicity_problems() + self.dominated_points()
+        if not problems:
+            return "rate non-increasing and distortion non-decreasing in β (within 1 %), no dominated point"
+        return "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+
     def value_at(self, key: str, beta: float, rel_tol: float = 1e-6) -> float:
         """The result ``key`` at the listed β equal to ``beta`` (within ``rel_tol``)."""
         for b, v in zip(self.betas, self.results[key]):

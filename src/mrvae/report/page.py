@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Method
 from ..evaluation.curves import RDCurve
-from .figures import method_style
+from .figures import method_of, method_style, steps_label
 from .images import RunImages, Series, data_uri
 
 if TYPE_CHECKING:
@@ -113,7 +113,9 @@ def curve_tables(curves: list[RDCurve]) -> list[dict[str, Any]]:
         rows = [beta_row(beta, [cell("curve", curve.results[k][i], curve.name, k, i, 0 if k == "active_units" else 3)
                                 for k in keys])
                 for i, beta in enumerate(curve.betas)]
-        tables.append({"name": curve.name, "column_keys": keys, "rows": rows})
+        check = curve.shape_verdict() if method_of(curve.kind) is not Method.BETA_VAE else ""
+        tables.append({"name": curve.name, "column_keys": keys, "rows": rows, "check": check,
+                       "steps": steps_label(curve)})
     return tables
 
 
