@@ -20,15 +20,14 @@ from ..evaluation.curves import RDCurve
 from .figures import method_of, method_style, steps_label
 from .images import RunImages, Series, data_uri
 
+from .inputs import COLUMNS, ComparisonFile, ReportInputs
+
 if TYPE_CHECKING:
     import jinja2
-
-    from .build import ComparisonFile, ReportInputs
 
 TEMPLATE = "report.html"
 #: The pictures beside the slider are shown this much larger than in the static tables.
 VIEWER_SCALE = 1.25
-COLUMNS = ("rate", "distortion", "beta_objective")
 COLUMN_NAMES = {"rate": "R", "distortion": "D", "beta_objective": "D + βR", "neg_elbo": "R + D",
                 "active_units": "active units"}
 REFERENCE = Method.BETA_VAE.value
