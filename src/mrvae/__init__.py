@@ -1,5 +1,7 @@
 """mrvae: Multi-Rate VAEs (Bae et al., ICLR 2023) — train once, get the whole rate-distortion curve."""
 
+__version__ = "0.2.0"  # first: modules imported below read it
+
 from .beta import BetaRange, BetaSampling, baseline_betas
 from .gates import GateFunction, GateInit, UnitGate
 from .layers import (Conditioning, ConditionedConv2d, ConditionedConvTranspose2d, ConditionedEmbedding,
@@ -7,8 +9,7 @@ from .layers import (Conditioning, ConditionedConv2d, ConditionedConvTranspose2d
 from .models import VAE, LinearVAE, MLPVAE
 from .objectives import (Likelihood, bernoulli_distortion, beta_objective, gaussian_distortion,
                          gaussian_rate, iwae_bound)
-
-__version__ = "0.1.0"
+from .runs.load import LoadedVAE, load
 
 __all__ = [
     "BetaRange", "BetaSampling", "baseline_betas",
@@ -18,5 +19,6 @@ __all__ = [
     "VAE", "LinearVAE", "MLPVAE",
     "Likelihood", "gaussian_rate", "bernoulli_distortion", "gaussian_distortion", "beta_objective",
     "iwae_bound",
+    "load", "LoadedVAE",
     "__version__",
 ]

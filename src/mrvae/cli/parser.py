@@ -140,6 +140,26 @@ def _export_parser() -> ArgumentParser:
     return parser
 
 
+def _sample_parser() -> ArgumentParser:
+    parser = _parser("Decode prior samples of a trained model: an image grid at one β, a strip across βs (one row "
+                     "per β, the same draws in every row), or sentences for text models.")
+    parser.add_argument("model", type=str, help="A run folder (its mrvae.pt), a checkpoint file or an export folder.")
+    parser.add_argument("--beta", type=float | None, default=None, help="One β: a grid of --n samples.")
+    parser.add_argument("--betas", type=float, nargs="+", default=None,
+                        help="Several βs, after the model: one row of --n samples per β.")
+    parser.add_argument("--n", type=int | None, default=None,
+                        help="Samples per β (default: 64 for a grid, 8 per row of a strip).")
+    parser.add_argument("--out", type=str | None, default=None,
+                        help="The PNG file to write (default: samples.png); text models print their sentences, "
+                             "and also write them here when it is given.")
+    parser.add_argument("--seed", type=int, default=0, help="The seed of the prior draws.")
+    parser.add_argument("--device", type=str, default="cpu",
+                        help="Where the model runs: cpu, cuda, cuda:N, mps or auto.")
+    _add_threads(parser)
+    _add_overwrite(parser)
+    return parser
+
+
 def _report_parser() -> ArgumentParser:
     parser = _parser("Write one self-contained HTML page of a run: curves, table, pictures.")
     parser.add_argument("run_dir", type=str, help="The run folder, written by mrvae run.")
@@ -181,6 +201,7 @@ def build_parser() -> ArgumentParser:
         ("plot", _plot_parser(), "draw RD curves"),
         ("export", _export_parser(), "export a plain model at one β"),
         ("report", _report_parser(), "write the HTML report of a run"),
+        ("sample", _sample_parser(), "decode prior samples at one β or across βs"),
         ("data", data, "list, check or download data sets"),
     )
     sub = parser.add_subcommands(dest="command")

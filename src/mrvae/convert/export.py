@@ -7,11 +7,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ..beta import Choice
+from ..beta import BetaRange, Choice
+from ..config import RunConfig, from_dict
+from ..data.base import DataInfo
+from ..layers import Conditioning
+from ..models import TCVAE, VAE
+from ..models.registry import build_model
 from .fold import fold, resolve
 from .scope import MultiRateModel, ScopedLayer
 from .vae import ConvertedVAE
@@ -36,6 +42,18 @@ class ExportSource(Choice):
     CONVERTED = "converted"
 
 
+#: Inputs of ``models.registry.build_model`` that a library model holds beyond its run config and data
+#: info, recorded in an export's ``build_inputs`` so that ``load_exported`` can rebuild it (one entry per class).
+BUILD_INPUTS: dict[type[VAE], Callable[[Any], dict[str, Any]]] = {TCVAE: lambda m: {"num_train": m.dataset_size}}
+
+
+def _build_inputs(model: nn.Module) -> dict[str, Any]:
+    for kind, inputs in BUILD_INPUTS.items():
+        if isinstance(model, kind):
+            return inputs(model)
+    return {}
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     write(temporary)
@@ -46,8 +64,11 @@ def export_checkpoint(model: nn.Module, beta: float, out_dir: str | os.PathLike,
     """Fold ``model`` at β and write ``out_dir/model.safetensors`` + ``out_dir/config.json``.
 
     ``config`` (JSON-serialisable) is what ``load_exported``'s ``build`` receives to construct the plain
-    model: the model config for library models, the constructor arguments of the user's class for
-    converted ones. The β range written beside the weights is the one the model carries.
+    model: the constructor arguments of the user's class for converted models. For a library model,
+    ``{"run_config": ..., "data_info": ...}`` (what ``mrvae export`` and ``mrvae.load(...).export(β, out_dir)``
+    write) lets ``load_exported`` rebuild it with no ``build``; the other inputs it needs (the β-TCVAE's
+    training-set size) are recorded as ``build_inputs``. The β range written beside the weights is the one
+    the model carries.
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict (JSON object), got {type(config).__name__}")
@@ -78,6 +99,8 @@ def export_checkpoint(model: nn.Module, beta: float, out_dir: str | os.PathLike,
         "mrvae_version": __version__,
         "config": json.loads(config_text),
     }
+    if source is ExportSource.LIBRARY:
+        meta["build_inputs"] = _build_inputs(folded)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = ExportPaths(out / WEIGHTS_FILE, out / CONFIG_FILE)
@@ -101,15 +124,51 @@ def read_export_config(out_dir: str | os.PathLike) -> dict:
     return meta
 
 
-def load_exported(out_dir: str | os.PathLike, build: Callable[[dict], nn.Module]) -> nn.Module:
-    """Rebuild an exported model: ``build(config)`` makes the plain (ungated) model, the folded weights
-    are loaded strictly from safetensors (no pickle is ever read), and the model is put in eval mode."""
-    meta = read_export_config(out_dir)
-    model = build(meta["config"])
+def build_library_model(meta: dict) -> VAE:
+    """The plain (conditioning ``none``) library model of an export's JSON, built from its recorded
+    ``run_config``, ``data_info`` and ``build_inputs``, with the exported β as its one-point β range."""
+    config = meta["config"]
+    missing = [key for key in ("run_config", "data_info") if not isinstance(config.get(key), dict)]
+    if missing:
+        raise ValueError(f"this library export's config lacks {' and '.join(missing)} (it was written with a "
+                         "config of your own): pass build=... that makes the plain model from that config")
+    try:
+        run_config = from_dict(RunConfig, config["run_config"])
+        info = DataInfo(**config["data_info"])
+        inputs = meta.get("build_inputs", {})
+        beta = float(meta["beta"])
+        return build_model(run_config.model, info, Conditioning.NONE, int(inputs.get("num_train", 2)),
+                           BetaRange(beta, beta))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"cannot rebuild the exported {meta.get('model_class', 'model')}: "
+                         f"{' '.join(str(error).split())}") from None
+
+
+def _builder(meta: dict, build: Callable[[dict], nn.Module] | None, out_dir: Path) -> Callable[[], nn.Module]:
+    if build is not None:
+        return lambda: build(meta["config"])
+    if meta["source"] == ExportSource.LIBRARY.value:
+        return lambda: build_library_model(meta)
+    raise ValueError(f"{out_dir} holds a converted model of your own class {meta.get('model_class', '?')}: pass "
+                     "build=lambda config: YourClass(...) that makes the plain model from the recorded config "
+                     "(mrvae never imports a class named in a file: that would run code the file chooses)")
+
+
+def load_exported(out_dir: str | os.PathLike, build: Callable[[dict], nn.Module] | None = None) -> nn.Module:
+    """Rebuild an exported model in eval mode: the plain (ungated) model, with the folded weights loaded
+    strictly from safetensors (no pickle is ever read).
+
+    Library exports need no ``build``: the architecture is rebuilt from the recorded run config and data
+    info, and the returned VAE's ``beta_range`` is the exported β alone. A converted model of your own class
+    needs ``build(config)``, which makes it from the ``config`` given at export time. ``build`` may also
+    be given for a library export."""
+    folder = Path(out_dir)
+    meta = read_export_config(folder)
+    model = _builder(meta, build, folder)()
     if not isinstance(model, nn.Module):
         raise TypeError(f"build must return an nn.Module, got {type(model).__name__}")
-    weights = Path(out_dir) / meta["weights"]
-    if weights.suffix != ".safetensors" or weights.parent != Path(out_dir):
+    weights = folder / meta["weights"]
+    if weights.suffix != ".safetensors" or weights.parent != folder:
         raise ValueError(f"export weights must be a .safetensors file in {out_dir}, got {meta['weights']!r}")
     state = load_file(str(weights))
     expected = set(model.state_dict())
@@ -121,4 +180,6 @@ def load_exported(out_dir: str | os.PathLike, build: Callable[[dict], nn.Module]
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ValueError(f"the exported weights do not fit the built {type(model).__name__}: {error}") from error
+    if isinstance(model, VAE):
+        model.beta_range = BetaRange(float(meta["beta"]), float(meta["beta"]))
     return model.eval()

@@ -18,6 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..beta import BetaRange
 from ..layers import ConditionedLayer, ModelConditioning, Role
+from ..models.base import check_beta_in_range, prior_draws
 
 #: Layer types the converter can gate (one gate per output unit / output channel).
 GATEABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
@@ -101,7 +102,9 @@ class MultiRateModel(nn.Module):
     """A converted user model: ``forward`` is the user's; β is set with ``with mr.beta(b): out = mr(x)``.
 
     ``model`` is the user's module with ``ScopedLayer``s in place of the gated layers; attributes not
-    found on the wrapper (``mr.encode``, ...) are read from it. Build one with ``make_multirate``.
+    found on the wrapper are read from it. ``encode(x, β)``, ``decode(z, β)``, ``sample(n, β)`` and
+    ``reconstruct(x, β)`` call the user's own ``encode(x)`` / ``decode(z)`` at β (without β, encode and
+    decode use the active β context). Build one with ``make_multirate``.
     """
 
     def __init__(self, model: nn.Module, beta_range: BetaRange, scope: BetaScope) -> None:
@@ -136,6 +139,53 @@ class MultiRateModel(nn.Module):
             yield self
         finally:
             self.scope.u = previous
+
+    def u_in_range(self, beta: float | Tensor) -> Tensor:
+        """``u_of(β)``, refusing β outside ``beta_range`` (ValueError): the u of the β-taking methods."""
+        u = self.u_of(beta)
+        check_beta_in_range(self.beta_range, beta)
+        return u
+
+    def _at(self, beta: float | Tensor | None) -> contextlib.AbstractContextManager[Any]:
+        """The β context of one call: β inside the range, or ``None`` for the active context's."""
+        return contextlib.nullcontext() if beta is None else self.scoped_u(self.u_in_range(beta))
+
+    def _user(self, name: str) -> Any:
+        method = getattr(self.model, name, None)
+        if not callable(method):
+            raise AttributeError(f"{type(self.model).__name__} has no {name}(...): the β-taking methods of a "
+                                 "converted model call your model's own encode(x) -> (mean, log_var) and decode(z)")
+        return method
+
+    def encode(self, x: Tensor, beta: float | Tensor | None = None) -> Any:
+        """(B, ...) data -> your model's ``encode(x)`` (for a VAE: (B, k) mean and log-variance), run at β (a
+        float or (B,) / (B, 1), inside ``beta_range``); β ``None`` uses the active ``with mr.beta(...)``."""
+        with self._at(beta):
+            return self._user("encode")(x)
+
+    def decode(self, z: Tensor, beta: float | Tensor | None = None) -> Any:
+        """(B, k) latents -> your model's ``decode(z)`` (what it returns, e.g. the Bernoulli mean) at β
+        (``None``: the active β context)."""
+        with self._at(beta):
+            return self._user("decode")(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, beta: float | Tensor, generator: torch.Generator | None = None,
+               latent_dim: int | None = None) -> Any:
+        """n prior draws z ~ N(0, I) (from ``generator``, on its device) decoded at β by your ``decode(z)``;
+        the latent size is ``latent_dim`` or your model's ``latent_dim`` attribute. No gradients are kept."""
+        size = latent_dim if latent_dim is not None else getattr(self.model, "latent_dim", None)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"sample needs the latent size: {type(self.model).__name__} has no int latent_dim "
+                             f"attribute ({size!r}); pass latent_dim=...")
+        reference = next(self.parameters(), None)
+        return self.decode(prior_draws(n, size, generator, None if reference is None else reference.device), beta)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, beta: float | Tensor) -> Any:
+        """(B, ...) data -> ``decode(encode(x)[0])`` at β: your decoder's output at the posterior mean."""
+        with self._at(beta):
+            return self._user("decode")(self._user("encode")(x)[0])
 
     @property
     def current_u(self) -> Tensor | None:

@@ -79,6 +79,30 @@ class ConvertedVAE(nn.Module):
         return beta_objective(distortion, rate, beta), ConvertedOutput(output, rate, distortion)
 
 
+    def encode(self, x: Tensor, beta: float | Tensor | None = None) -> Any:
+        """Your model's ``encode(x)`` at β (see ``MultiRateModel.encode``)."""
+        return self.multirate.encode(x, beta)
+
+    def decode(self, z: Tensor, beta: float | Tensor | None = None) -> Any:
+        """Your model's ``decode(z)`` at β (see ``MultiRateModel.decode``)."""
+        return self.multirate.decode(z, beta)
+
+    def sample(self, n: int, beta: float | Tensor, generator: torch.Generator | None = None,
+               latent_dim: int | None = None) -> Any:
+        """n prior draws decoded at β (see ``MultiRateModel.sample``)."""
+        return self.multirate.sample(n, beta, generator, latent_dim)
+
+    def reconstruct(self, x: Tensor, beta: float | Tensor) -> Any:
+        """``decode(encode(x)[0])`` at β (see ``MultiRateModel.reconstruct``)."""
+        return self.multirate.reconstruct(x, beta)
+
+    def rate_distortion(self, x: Tensor, beta: float | Tensor) -> tuple[Tensor, Tensor]:
+        """(B, ...) data at β (a float or (B,) / (B, 1), inside ``beta_range``) -> ((B,) rate, (B,)
+        distortion) in nats per example: your ``loss_terms`` on your forward (which draws its own noise)."""
+        _, out = self.objective(x, beta, self.multirate.u_in_range(beta))
+        return out.rate, out.distortion
+
+
 def beta_context(model: MultiRateModel | ConvertedVAE, beta: float | Tensor):
     """``with beta_context(model, β): ...`` is ``with model.beta(β): ...`` (float, (B,) or (B, 1) β)."""
     if not isinstance(model, (MultiRateModel, ConvertedVAE)):

@@ -25,13 +25,43 @@ class VAEOutput:
     distortion: Tensor
 
 
+def check_beta_in_range(beta_range: BetaRange, beta: float | Tensor) -> None:
+    """Raise ValueError unless every β (a float, or a (B,) / (B, 1) tensor of values > 0) lies in
+    ``beta_range``: the β-taking methods (``sample``, ``reconstruct``, ...) refuse to extrapolate. β is
+    compared within float32 rounding (0.01 in float32 is 0.0099999998), or a coarser tensor dtype's."""
+    values, tolerance = [float(beta)] if not isinstance(beta, Tensor) else [], torch.finfo(torch.float32).eps
+    if isinstance(beta, Tensor):
+        flat = beta.detach().flatten()
+        values = [float(flat.min()), float(flat.max())]
+        tolerance = max(tolerance, torch.finfo(flat.dtype).eps) if flat.is_floating_point() else tolerance
+    outside = [v for v in values if not beta_range.contains(v, tolerance)]
+    if not outside:
+        return
+    if beta_range.is_fixed:
+        raise ValueError(f"β = {outside[0]:g} is not this model's β: it holds β = {beta_range.low:g} only (a "
+                         "β-VAE, or a model exported at that β); load the multi-rate checkpoint for other βs")
+    raise ValueError(f"β = {outside[0]:g} lies outside the model's β range [{beta_range.low:g}, "
+                     f"{beta_range.high:g}]; pick a β inside the range it was trained for")
+
+
+def prior_draws(n: int, latent_dim: int, generator: torch.Generator | None = None,
+                device: torch.device | None = None) -> Tensor:
+    """(n, latent_dim) draws of z ~ N(0, I), drawn on ``generator``'s device (so a CPU generator gives the
+    same draws whatever the model's device) and returned on ``device``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of samples must be an int >= 1, got {n!r}")
+    z = torch.randn(n, latent_dim, generator=generator, device=generator.device if generator is not None else None)
+    return z if device is None else z.to(device)
+
+
 class VAE(nn.Module):
     """Base class: subclasses implement ``encode(x, u)`` and ``decode(z, u)``.
 
     ``u`` is standardised log β, shape (B, 1) (see ``mrvae.beta.BetaRange``); a model with
     conditioning ``none`` ignores it. Every model carries the ``beta_range`` [a, b] it is trained
     for (a one-point range for a β-VAE); ``u_of(β)`` is the one conversion from β to u, and
-    checkpoints and exports store the range beside the weights.
+    checkpoints and exports store the range beside the weights. ``sample(n, β)`` and
+    ``reconstruct(x, β)`` take β itself and refuse β outside the range.
     """
 
     def __init__(self, latent_dim: int, likelihood: Likelihood | str, sigma2: float,
@@ -54,6 +84,34 @@ class VAE(nn.Module):
         on the model's device: what the conditioned layers take."""
         reference = next(self.parameters(), None)
         return self.beta_range.u_of(beta, None if reference is None else reference.device)
+
+    def u_in_range(self, beta: float | Tensor) -> Tensor:
+        """``u_of(β)``, refusing β outside ``beta_range`` (ValueError): the u of the β-taking methods."""
+        u = self.u_of(beta)
+        check_beta_in_range(self.beta_range, beta)
+        return u
+
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """(n, latent_dim) draws of z ~ N(0, I) from ``generator`` on the model's device (``prior_draws``)."""
+        reference = next(self.parameters(), None)
+        return prior_draws(n, self.latent_dim, generator, None if reference is None else reference.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, beta: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """n prior draws z ~ N(0, I) (from ``generator``) decoded at β -> (n, *data_shape) likelihood means.
+
+        β is a float or an (n,) / (n, 1) tensor inside ``beta_range``; no gradients are kept. Models whose
+        decoder reads the data (the LSTM) generate instead (``mrvae.load(...).sample``)."""
+        u = self.u_in_range(beta)
+        return self.mean_output(self.decode(self.prior_latents(n, generator), u))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, beta: float | Tensor) -> Tensor:
+        """(B, ...) data at β (a float or (B,) / (B, 1), inside ``beta_range``) -> the mean of p(x | z = the
+        posterior mean), shaped like the decoder output; no gradients are kept."""
+        u = self.u_in_range(beta)
+        mean, _ = self.encode(x, u)
+        return self.mean_output(self.decode_for(mean, u, x))
 
     def encode(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:
         """(B, ...) data -> (B, k) mean and (B, k) log-variance of q(z|x)."""
