@@ -10,6 +10,7 @@ from .models import VAE, LinearVAE, MLPVAE
 from .objectives import (Likelihood, bernoulli_distortion, beta_objective, gaussian_distortion,
                          gaussian_rate, iwae_bound)
 from .runs.load import LoadedVAE, load
+from .runs.user_data import MultiRateResult, train_multirate
 
 __all__ = [
     "BetaRange", "BetaSampling", "baseline_betas",
@@ -20,5 +21,6 @@ __all__ = [
     "Likelihood", "gaussian_rate", "bernoulli_distortion", "gaussian_distortion", "beta_objective",
     "iwae_bound",
     "load", "LoadedVAE",
+    "train_multirate", "MultiRateResult",
     "__version__",
 ]

@@ -89,15 +89,16 @@ def check_run(config: RunConfig, data: DataSplits, methods: tuple[Method, ...], 
 
 
 def train_method(config: RunConfig, data: DataSplits, run: RunDir, method: Method, beta: float | None = None,
-                 resume: bool = False, log: LogFn | None = None, progress_bar: bool = False) -> FitResult:
+                 resume: bool = False, log: LogFn | None = None, progress_bar: bool = False,
+                 tensorboard: Path | None = None) -> FitResult:
     """Build and train one model of ``method`` (at ``beta`` for a β-VAE) through ``fit()``; its checkpoint
-    and metrics go to ``run``."""
+    and metrics go to ``run`` (and to the ``tensorboard`` folder when given: ``FitFiles.tensorboard``)."""
     train = method_train_config(config, method, beta)
     model = initial_model(config.model, data.info, method, len(data.train), train.beta_range, seed=train.seed)
     tag = method.value if beta is None else f"{method.value}@{beta:.4g}"
     extra = {"run_config": to_dict(config), "method": method.value, "beta": beta,
              "data_info": data_info_dict(data.info), "num_train": len(data.train)}
-    files = FitFiles(run.checkpoint(method, beta), run.metrics, tag, resume, extra)
+    files = FitFiles(run.checkpoint(method, beta), run.metrics, tag, resume, extra, tensorboard)
     return fit(model, data, train, files, log=log, progress_bar=progress_bar)
 
 

@@ -16,7 +16,7 @@ from ..models.base import VAE
 from .checkpointer import Checkpointer
 from .distributed import DistInfo, Reduce, all_reduce, init_distributed
 from .interrupt import StopSignals, TrainingInterrupted
-from .reporting import LogFn, MetricsWriter, Progress
+from .reporting import LogFn, MetricsWriter, Progress, TensorBoardScalars
 from .trainer import NonFiniteError, Trainer
 
 StepHook = Callable[[int, VAE], None]
@@ -26,13 +26,16 @@ StepHook = Callable[[int, VAE], None]
 class FitFiles:
     """What one ``fit`` reads and writes: its ``checkpoint`` (resumed from when ``resume`` is set and
     the file exists), the ``metrics`` JSON-lines file it appends to, the ``tag`` naming both, and
-    ``extra`` entries stored in the checkpoint beside the training state. None: no such file."""
+    ``extra`` entries stored in the checkpoint beside the training state; ``tensorboard``: a folder that
+    gets the metrics as TensorBoard scalars in ``tensorboard/<tag>`` (needs ``mrvae[tensorboard]``).
+    None: no such file."""
 
     checkpoint: str | Path | None = None
     metrics: str | Path | None = None
     tag: str = "fit"
     resume: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    tensorboard: str | Path | None = None
 
 
 @dataclass
@@ -69,20 +72,24 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, files: FitFiles = Fit
     """
     info, device = init_distributed(config.device)
     config = config.for_data(len(data.train), info.world_size)  # an epochs budget becomes steps
+    board = TensorBoardScalars(_path(files.tensorboard) if info.is_main else None, files.tag)
     model.to(device)
     checkpointer = Checkpointer(_path(files.checkpoint), files.tag, files.extra, model)
     trainer = Trainer(model, data, config, device, info)
     progress = Progress(files.tag, config.steps, log if info.is_main else None, progress_bar and info.is_main)
-    metrics = MetricsWriter(_path(files.metrics) if info.is_main else None, files.tag, device, info.world_size)
+    metrics = MetricsWriter(_path(files.metrics) if info.is_main else None, files.tag, device, info.world_size, board)
     if files.resume:
         resumed = checkpointer.resume(trainer, metrics)
         progress.note(f"resumed from {files.checkpoint} at step {trainer.step}" if resumed
                       else f"no checkpoint to resume at {files.checkpoint}: training starts at step 0")
         metrics.truncate_after(trainer.step)
+    board.start(trainer.step)
     try:
         _train(trainer, checkpointer, metrics, progress, on_step)
     except NonFiniteError as exc:
         raise NonFiniteError(f"{exc}; {checkpointer.kept_note()}") from None
+    finally:
+        board.close()
     model.eval()
     return FitResult(model, trainer.step, trainer.wall_time_s, metrics.last)
 

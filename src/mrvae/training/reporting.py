@@ -1,9 +1,12 @@
-"""What a ``fit`` reports on rank 0: running means of its terms as JSON lines, and its progress."""
+"""What a ``fit`` reports on rank 0: running means of its terms as JSON lines (and, when asked, as
+TensorBoard scalars), and its progress."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,14 +19,17 @@ LogFn = Callable[[str], None]
 
 #: The terms a training step returns and a metrics line records, in nats per example.
 TERMS = ("loss", "rate", "distortion")
+#: What TensorBoard logging asks for when the package is missing.
+TENSORBOARD_INSTALL = "pip install 'mrvae[tensorboard]'"
 
 
 class MetricsWriter:
     """Sums the per-step ``TERMS`` and, at each ``write``, averages them over the steps since the last
     write and over ranks (collective), and appends one JSON line tagged ``tag`` to ``path`` (if any)."""
 
-    def __init__(self, path: Path | None, tag: str, device: torch.device, world_size: int) -> None:
-        self.path, self.tag, self.world_size = path, tag, world_size
+    def __init__(self, path: Path | None, tag: str, device: torch.device, world_size: int,
+                 board: TensorBoardScalars | None = None) -> None:
+        self.path, self.tag, self.world_size, self.board = path, tag, world_size, board
         self.sums = torch.zeros(len(TERMS), device=device)
         self.count = 0
         self.last: dict[str, float] = {}
@@ -65,9 +71,72 @@ class MetricsWriter:
             record = {"tag": self.tag, "step": step, **self.last, "lr": lr, "wall_time_s": round(wall_time_s, 3)}
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
+        if self.board is not None:
+            self.board.add(step, {**self.last, "lr": lr})
         self.sums.zero_()
         self.count = 0
         return self.last
+
+
+class TensorBoardScalars:
+    """The scalars of one ``fit`` (``loss``, ``rate``, ``distortion`` in nats per example, and ``lr``) as
+    TensorBoard events in ``folder / tag``: one TensorBoard run per tag, so the models of a run folder
+    sit side by side. ``folder`` None: nothing is written and the package is not needed.
+
+    Constructing it checks that ``tensorboard`` is installed (ImportError naming the extra otherwise);
+    ``start(step)`` opens the writer for a fit that starts after ``step``: events of earlier segments
+    past ``step`` (written before a kill, after the last checkpoint) are purged from view, as
+    ``MetricsWriter.truncate_after`` drops their lines. A fresh fit (step 0) hides every earlier event.
+    """
+
+    def __init__(self, folder: Path | None, tag: str) -> None:
+        self.folder = Path(folder) / _folder_name(tag) if folder is not None else None
+        self.writer = None
+        if self.folder is not None:
+            self._writer_class = summary_writer_class()
+
+    def start(self, step: int) -> None:
+        if self.folder is None:
+            return
+        _wait_for_a_later_file_name(self.folder)
+        self.writer = self._writer_class(log_dir=str(self.folder), purge_step=step + 1)
+
+    def add(self, step: int, scalars: dict[str, float]) -> None:
+        if self.writer is not None:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        """Flush and close the event file (a no-op when nothing is open)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def summary_writer_class() -> type:
+    """``torch.utils.tensorboard.SummaryWriter``; ImportError with the install command if the package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError(f"TensorBoard logging needs the tensorboard package: {TENSORBOARD_INSTALL}") from None
+    return SummaryWriter
+
+
+def _folder_name(tag: str) -> str:
+    """``tag`` as one folder name (``beta-vae@0.01`` stays as it is; separators become ``_``)."""
+    name = re.sub(r"[^A-Za-z0-9._@=+-]", "_", tag)
+    return name if name.strip(".") else "_"
+
+
+def _wait_for_a_later_file_name(folder: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and names start with the creation second: wait,
+    if needed, until a new file's name sorts after every existing one (only a restart within the same
+    second as the last writer ever waits, for under a second), so a purge is read after what it purges."""
+    seconds = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*")
+               if len(p.name.split(".")) > 3 and p.name.split(".")[3].isdigit()]
+    give_up = time.monotonic() + 2.0  # a file stamped in the future (clock change) is not waited for
+    while seconds and int(time.time()) <= max(seconds) and time.monotonic() < give_up:
+        time.sleep(0.05)
 
 
 class Progress:
