@@ -1,6 +1,7 @@
 """Run-folder safety pieces: the per-folder OS lock and the stop-signal recorder."""
 
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -72,3 +73,27 @@ def test_interrupted_message_and_exit_code():
     assert stop.exit_code == 143 and signal_name(2) == "SIGINT"
     assert str(stop) == ("SIGTERM received: mrvae stopped after step 37; checkpoint written to "
                          "runs/x/checkpoints/mrvae.pt")
+
+
+def test_a_failed_start_in_an_empty_folder_leaves_it_empty(tmp_path, monkeypatch, capsys):
+    from mrvae.cli import main
+    from mrvae.training import checkpointer
+    from mrvae.training.checkpoint import CheckpointError
+
+    out = tmp_path / "empty"
+    out.mkdir()
+    # the architecture cannot take 8×8 digits: refused before anything is written
+    assert main(["run", "--model.arch", "conv", "--train.steps", "2", "--threads", "1", "--out", str(out)]) == 2
+    assert [p.name for p in out.iterdir() if p.name != ".lock"] == []
+
+    # a failure after config.yaml and checkpoints/ exist but before any checkpoint: taken back to empty
+    def no_room(path, needed):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        raise CheckpointError(f"not enough free disk space for checkpoints in {Path(path).parent}")
+
+    monkeypatch.setattr(checkpointer, "check_checkpoint_folder", no_room)
+    assert main(["train", "--train.steps", "2", "--threads", "1", "--out", str(out)]) == 2
+    assert "not enough free disk space" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir() if p.name != ".lock"] == []
+    monkeypatch.undo()
+    assert main(["train", "--train.steps", "2", "--threads", "1", "--out", str(out)]) == 0, capsys.readouterr().err

@@ -122,6 +122,8 @@ def _open(run: RunDir, config: RunConfig, resume: bool, lock: RunLock, made: lis
     if existing and not resume:
         raise RunDirError(f"output folder {run.root} is not empty; pass --resume true to continue that run "
                           f"or choose another --out")
+    if not existing and run.root not in made:
+        made.append(run.root / "*")  # an empty folder of the user's: whatever appears in it is this run's
     if resume and run.config.exists():
         _check_same_config(run, config)
     else:
@@ -152,10 +154,14 @@ def _discard_if_untrained(run: RunDir, made: list[Path]) -> None:
     if made[0] == run.root:
         shutil.rmtree(run.root, ignore_errors=True)
         return
+    if run.root / "*" in made:  # the folder was empty: take it back to empty (its lock file stays)
+        for entry in run.root.iterdir():
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
+        return
     for path in made:
         path.unlink(missing_ok=True)
-    for leftover in (run.metrics,):
-        leftover.unlink(missing_ok=True)
+    run.metrics.unlink(missing_ok=True)
 
 
 def prepare_run_dir(out: str | Path, config: RunConfig, resume: bool) -> RunDir:
