@@ -1,8 +1,7 @@
 """mrvae: Multi-Rate VAEs (Bae et al., ICLR 2023) — train once, get the whole rate-distortion curve."""
 
-__version__ = "0.2.0"  # first: modules imported below read it
-
 from .beta import BetaRange, BetaSampling, baseline_betas
+from .config import __version__
 from .gates import GateFunction, GateInit, UnitGate
 from .layers import (Conditioning, ConditionedConv2d, ConditionedConvTranspose2d, ConditionedEmbedding,
                      ConditionedLinear, ConditionedSequential, ModelConditioning, Role)

@@ -16,6 +16,9 @@ from .beta import BetaRange, BetaSampling, Choice, baseline_betas
 from .gates import GateFunction, GateInit
 from .layers import Conditioning, ModelConditioning, Norm
 
+#: The package version: checkpoints, exports and config files record it (pyproject reads it from here).
+__version__ = "0.2.0"
+
 
 class Method(Choice):
     """A training method: MR-VAE (gates, β range), β-VAE (no conditioning, one β per run),

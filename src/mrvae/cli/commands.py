@@ -17,7 +17,7 @@ from ..report.build import build_report
 from ..report.figures import plot_rd_curves
 from ..runs.baselines import run_sweep
 from ..runs.comparison import Comparison, compare_methods
-from ..runs.folder import RunDir, open_run_dir
+from ..runs.folder import RunDir, new_file, open_run_dir
 from ..runs.methods import check_run, curve_for, data_info_dict, load_run_data, load_trained, train_method
 from ..runs.pictures import write_pictures
 from ..training.distributed import init_distributed, is_main_process
@@ -143,16 +143,6 @@ def _checkpoint_path(path: str) -> Path:
     return RunDir(p).checkpoint(Method.MRVAE) if p.is_dir() else p
 
 
-def new_output(path: str | Path, overwrite: bool) -> Path:
-    """``path`` for a file a command is about to write: refused if it exists (unless ``overwrite``) or is a folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise ValueError(f"{path} already exists; pass --overwrite true to replace it, or choose another --out")
-    return path
-
-
 def cmd_curve(args: Any) -> int:
     """Evaluate a trained multi-rate checkpoint on a β grid and write its RD-curve JSON (never over a run's
     own files); with only ``--target_rate`` / ``--target_distortion``, refine from the stored curve instead."""
@@ -171,7 +161,7 @@ def cmd_curve(args: Any) -> int:
         _print_targets(args, trained.model, data, eval_config, RDCurve.load(stored))
         return 0
     default = f"{path.parent.parent.name or 'run'}-{trained.method.value}-curve.json"
-    out = new_output(args.out or default, args.overwrite)
+    out = new_file(args.out or default, args.overwrite)
     curve = curve_for(trained.model, trained.method, trained.config, data, trained.wall_time_s, eval_config)
     curve.save(out)
     for beta, r, d in zip(curve.betas, curve.results["rate"], curve.results["distortion"]):
@@ -211,7 +201,7 @@ def _curve_files(inputs: list[str]) -> list[tuple[str, Path]]:
 def cmd_plot(args: Any) -> int:
     """Plot curve JSON files (or the curves of run folders) into one PNG (never over an existing file); with
     several runs, each curve is named after its run, and each run gets its own colour."""
-    out = new_output(args.out, args.overwrite)
+    out = new_file(args.out, args.overwrite)
     sources = _curve_files(args.inputs)
     curves = [RDCurve.load(f) for _, f in sources]
     if len({source for source, _ in sources}) > 1:
@@ -246,7 +236,7 @@ def cmd_export(args: Any) -> int:
 
 def cmd_report(args: Any) -> int:
     """Write the self-contained HTML report of a run directory (never over an existing page)."""
-    out = new_output(args.out or RunDir(Path(args.run_dir)).report, args.overwrite)
+    out = new_file(args.out or RunDir(Path(args.run_dir)).report, args.overwrite)
     path = build_report(args.run_dir, out)
     print(f"report written to {path}")
     return 0

@@ -6,7 +6,7 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import register_type
 
 from .. import config as _config  # noqa: F401  (defines the Choice enums the settings use)
-from .. import __version__
+from ..config import __version__
 from ..beta import Choice
 from ..config import Method, RunConfig
 

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..data.text import Vocabulary
 from ..runs.load import LoadedVAE, load
+from ..runs.folder import new_file
 from ..runs.methods import load_run_data
 from ..runs.pictures import GAP_PX, Display, Painter, display_for, encode_png, write_atomic
 
@@ -100,22 +101,21 @@ def cmd_sample(args: Any) -> int:
     """Decode prior samples of a run folder, checkpoint or export: a PNG grid (``--beta``) or strip
     (``--betas``) written to ``--out`` (never over an existing file unless ``--overwrite``); text models
     print sentences (also written to ``--out`` when it is given)."""
-    from .commands import new_output  # commands imports this module
 
     betas = _betas(args)
     n = args.n if args.n is not None else (GRID_SAMPLES if args.betas is None else STRIP_SAMPLES)
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
     if args.out is not None:
-        new_output(args.out, args.overwrite)  # refuse before the model is loaded
+        new_file(args.out, args.overwrite)  # refuse before the model is loaded
     model = load(args.model, device=args.device)
     if model.is_text:
         lines = sample_sentences(model, betas, n, args.seed)
         print("\n".join(lines))
         if args.out is not None:
-            write_atomic(new_output(args.out, args.overwrite), ("\n".join(lines) + "\n").encode("utf-8"))
+            write_atomic(new_file(args.out, args.overwrite), ("\n".join(lines) + "\n").encode("utf-8"))
         return 0
-    out = new_output(args.out or DEFAULT_OUT, args.overwrite)
+    out = new_file(args.out or DEFAULT_OUT, args.overwrite)
     pixels = sample_picture(model, betas, n, args.seed, strip=args.betas is not None)
     write_atomic(out, encode_png(pixels))
     at = f"β = {betas[0]:g}" if len(betas) == 1 else f"each of β = {', '.join(f'{b:g}' for b in betas)}"

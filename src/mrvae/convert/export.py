@@ -83,7 +83,7 @@ def export_checkpoint(model: nn.Module, beta: float, out_dir: str | os.PathLike,
         if not isinstance(value, Tensor):
             raise TypeError(f"state entry {key!r} is a {type(value).__name__}, not a tensor; cannot export it")
         state[key] = value.detach().to("cpu").contiguous().clone()
-    from .. import __version__
+    from ..config import __version__
 
     converted = isinstance(model, (MultiRateModel, ConvertedVAE)) or any(isinstance(m, ScopedLayer)
                                                                          for m in inner.modules())

@@ -160,7 +160,7 @@ def viewer_view(images: RunImages) -> dict[str, Any] | None:
 
 def versions() -> list[tuple[str, str]]:
     """The versions the report was written with (read from package metadata; nothing is imported)."""
-    from .. import __version__
+    from ..config import __version__
 
     found = [("mrvae", __version__)]
     for name in ("torch", "python", "numpy", "matplotlib", "jinja2"):

@@ -174,3 +174,14 @@ def prepare_run_dir(out: str | Path, config: RunConfig, resume: bool) -> RunDir:
     finally:
         lock.release()
     return run
+
+
+def new_file(path: str | Path, overwrite: bool = False) -> Path:
+    """``path`` for a file a command is about to write outside ``mrvae run``: refused (ValueError) if it
+    exists, unless ``overwrite``, or if it is a folder; nothing a run wrote is replaced by accident."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} already exists; pass --overwrite true to replace it, or choose another --out")
+    return path

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from ..config import __version__
 from ..config import to_dict
 from .checkpoint import CheckpointError, check_checkpoint_folder, estimate_checkpoint_bytes, load_checkpoint, save_checkpoint
 from .distributed import run_on_main
