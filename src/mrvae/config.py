@@ -42,19 +42,19 @@ class Optimizer(Choice):
     ADAMAX = "adamax"
 
 
-class Schedule(Choice):
-    """The learning-rate schedule: linear warm-up then cosine decay to 0, or warm-up then constant."""
-
-    WARMUP_COSINE = "warmup-cosine"
-    CONSTANT = "constant"
-
-
 class Precision(Choice):
     """Numeric precision of training: full fp32, or autocast bf16 / fp16 (with a gradient scaler)."""
 
     FP32 = "32"
     BF16_MIXED = "bf16-mixed"
     FP16_MIXED = "16-mixed"
+
+
+class Schedule(Choice):
+    """The learning-rate schedule: linear warm-up then cosine decay to 0, or warm-up then constant."""
+
+    WARMUP_COSINE = "warmup-cosine"
+    CONSTANT = "constant"
 
 
 def _positive(name: str, value: float) -> None:

@@ -62,42 +62,51 @@ class ResidualCell(BetaConditioned):
         return x + RESIDUAL_SCALE * self.branch(x, u)
 
 
-class DownCell(BetaConditioned):
+class ResampleCell(BetaConditioned):
+    """A cell that changes the side: ``skip(resample(x)) + 0.1·branch(x)`` with branch =
+    norm–Swish–``conv1`` (the resampling conv)–norm–Swish–conv3–SE; subclasses give ``skip``, ``conv1``
+    and the skip's resampling. (B, Cin, H, W) -> (B, Cout, H', W')."""
+
+    def __init__(self, in_channels: int, out_channels: int, spec: ModelConditioning, role: Role, norm: Norm,
+                 skip: nn.Module, conv1: nn.Module) -> None:
+        super().__init__()
+        self.skip = skip
+        self.norm1 = normalisation(norm, in_channels)
+        self.conv1 = conv1
+        self.norm2 = normalisation(norm, out_channels)
+        self.conv2 = ConditionedConv2d(out_channels, out_channels, 3, 1, 1, spec=spec, role=role)
+        self.se = SqueezeExcite(out_channels, spec, role)
+
+    def resample(self, x: Tensor) -> Tensor:
+        """What the skip path sees: ``x`` itself (its 1×1 conv resamples) unless a subclass says otherwise."""
+        return x
+
+    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)), u)
+        branch = self.se(self.conv2(F.silu(self.norm2(h)), u), u)
+        return self.skip(self.resample(x), u) + RESIDUAL_SCALE * branch
+
+
+class DownCell(ResampleCell):
     """Halves the side, ``in_channels -> out_channels``: skip = conditioned 1×1 conv of stride 2;
-    branch = norm–Swish–conv3 (stride 2)–norm–Swish–conv3–SE. (B, Cin, H, W) -> (B, Cout, H/2, W/2)."""
+    conv1 = conv3 of stride 2. (B, Cin, H, W) -> (B, Cout, H/2, W/2)."""
 
     def __init__(self, in_channels: int, out_channels: int, spec: ModelConditioning, role: Role,
                  norm: Norm) -> None:
-        super().__init__()
-        self.skip = ConditionedConv2d(in_channels, out_channels, 1, 2, 0, spec=spec, role=role)
-        self.norm1 = normalisation(norm, in_channels)
-        self.conv1 = ConditionedConv2d(in_channels, out_channels, 3, 2, 1, spec=spec, role=role)
-        self.norm2 = normalisation(norm, out_channels)
-        self.conv2 = ConditionedConv2d(out_channels, out_channels, 3, 1, 1, spec=spec, role=role)
-        self.se = SqueezeExcite(out_channels, spec, role)
-
-    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)), u)
-        branch = self.se(self.conv2(F.silu(self.norm2(h)), u), u)
-        return self.skip(x, u) + RESIDUAL_SCALE * branch
+        skip = ConditionedConv2d(in_channels, out_channels, 1, 2, 0, spec=spec, role=role)
+        conv1 = ConditionedConv2d(in_channels, out_channels, 3, 2, 1, spec=spec, role=role)
+        super().__init__(in_channels, out_channels, spec, role, norm, skip, conv1)
 
 
-class UpCell(BetaConditioned):
+class UpCell(ResampleCell):
     """Doubles the side, ``in_channels -> out_channels``: skip = nearest upsampling then a conditioned
-    1×1 conv; branch = norm–Swish–ConvT (k4 s2 p1)–norm–Swish–conv3–SE.
-    (B, Cin, H, W) -> (B, Cout, 2H, 2W)."""
+    1×1 conv; conv1 = ConvT (k4 s2 p1). (B, Cin, H, W) -> (B, Cout, 2H, 2W)."""
 
     def __init__(self, in_channels: int, out_channels: int, spec: ModelConditioning, role: Role,
                  norm: Norm) -> None:
-        super().__init__()
-        self.skip = ConditionedConv2d(in_channels, out_channels, 1, 1, 0, spec=spec, role=role)
-        self.norm1 = normalisation(norm, in_channels)
-        self.conv1 = ConditionedConvTranspose2d(in_channels, out_channels, 4, 2, 1, spec=spec, role=role)
-        self.norm2 = normalisation(norm, out_channels)
-        self.conv2 = ConditionedConv2d(out_channels, out_channels, 3, 1, 1, spec=spec, role=role)
-        self.se = SqueezeExcite(out_channels, spec, role)
+        skip = ConditionedConv2d(in_channels, out_channels, 1, 1, 0, spec=spec, role=role)
+        conv1 = ConditionedConvTranspose2d(in_channels, out_channels, 4, 2, 1, spec=spec, role=role)
+        super().__init__(in_channels, out_channels, spec, role, norm, skip, conv1)
 
-    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)), u)
-        branch = self.se(self.conv2(F.silu(self.norm2(h)), u), u)
-        return self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"), u) + RESIDUAL_SCALE * branch
+    def resample(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
