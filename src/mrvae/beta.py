@@ -108,12 +108,16 @@ class BetaRange:
         return self.standardise_log(torch.log(beta_t))
 
     def u_of(self, beta: float | Tensor, device: torch.device | str | None = None,
-             dtype: torch.dtype = torch.float32) -> Tensor:
+             dtype: torch.dtype = torch.float32, *, checked: bool = True) -> Tensor:
         """β as a float, or a (B,) / (B, 1) tensor of values > 0 -> u of shape (1, 1) or (B, 1).
 
         The one place in mrvae where β becomes the ``u`` that conditioned layers take; a float gives
-        (1, 1), which broadcasts over any batch.
+        (1, 1), which broadcasts over any batch. ``checked=False`` skips the finiteness and sign checks,
+        which read values back to the host (a device synchronisation on a GPU): for a (B, 1) β that the
+        training loop drew itself from this range.
         """
+        if not checked and isinstance(beta, Tensor) and beta.dim() == 2:
+            return self.standardise_log(torch.log(beta)).to(device=device, dtype=dtype)
         if isinstance(beta, bool) or not isinstance(beta, (int, float, Tensor)):
             raise TypeError(f"β must be a float or a tensor of shape (B,) or (B, 1), got {beta!r}")
         beta_t = torch.as_tensor(beta).detach()

@@ -122,10 +122,10 @@ class MultiRateModel(nn.Module):
         (``None`` or an outer context's) is restored on exit, exceptions included."""
         return self.scoped_u(self.u_of(beta))
 
-    def u_of(self, beta: float | Tensor) -> Tensor:
+    def u_of(self, beta: float | Tensor, *, checked: bool = True) -> Tensor:
         """β (a float, or (B,) / (B, 1)) -> u of shape (1, 1) or (B, 1) on the model's device."""
         reference = next(self.parameters(), None)
-        return self.beta_range.u_of(beta, reference.device if reference is not None else None)
+        return self.beta_range.u_of(beta, reference.device if reference is not None else None, checked=checked)
 
     @contextlib.contextmanager
     def scoped_u(self, u: Tensor) -> Iterator[MultiRateModel]:

@@ -50,9 +50,9 @@ class ConvertedVAE(nn.Module):
         """The converted model's β context (see ``MultiRateModel.beta``)."""
         return self.multirate.beta(beta)
 
-    def u_of(self, beta: float | Tensor) -> Tensor:
+    def u_of(self, beta: float | Tensor, *, checked: bool = True) -> Tensor:
         """β -> u over this model's ``beta_range`` (see ``MultiRateModel.u_of``)."""
-        return self.multirate.u_of(beta)
+        return self.multirate.u_of(beta, checked=checked)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The user's forward (needs an active β context)."""

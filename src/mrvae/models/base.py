@@ -79,11 +79,11 @@ class VAE(nn.Module):
         self.sigma2 = float(sigma2)
         self.conditioning = Conditioning(conditioning)
 
-    def u_of(self, beta: float | Tensor) -> Tensor:
+    def u_of(self, beta: float | Tensor, *, checked: bool = True) -> Tensor:
         """β (a float, or a (B,) / (B, 1) tensor, inside ``beta_range``) -> u of shape (1, 1) or (B, 1)
-        on the model's device: what the conditioned layers take."""
+        on the model's device: what the conditioned layers take (``checked``: see ``BetaRange.u_of``)."""
         reference = next(self.parameters(), None)
-        return self.beta_range.u_of(beta, None if reference is None else reference.device)
+        return self.beta_range.u_of(beta, None if reference is None else reference.device, checked=checked)
 
     def u_in_range(self, beta: float | Tensor) -> Tensor:
         """``u_of(β)``, refusing β outside ``beta_range`` (ValueError): the u of the β-taking methods."""

@@ -75,7 +75,9 @@ class Checkpointer:
         """Write ``trainer``'s state; ``NonFiniteError`` (and the previous file kept) if a parameter is not finite."""
         if self.path is None:
             return
-        bad = [name for name, p in trainer.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        params = list(trainer.model.named_parameters())
+        finite = torch.stack([torch.isfinite(p).all() for _, p in params]).all() if params else torch.tensor(True)
+        bad = [] if bool(finite) else [name for name, p in params if not bool(torch.isfinite(p).all())]
         if bad:
             raise NonFiniteError(f"non-finite parameters after step {trainer.step} ({', '.join(bad[:3])}); "
                                  f"not checkpointed")

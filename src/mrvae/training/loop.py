@@ -108,15 +108,19 @@ def _train(trainer: Trainer, checkpointer: Checkpointer, metrics: MetricsWriter,
             metrics.add(terms)
             progress.advance()
             if trainer.step % config.log_every == 0 or trainer.step == config.steps:
+                trainer.check_finite()
                 progress.show(trainer.step, metrics.write(trainer.step, trainer.learning_rate, trainer.wall_time_s))
             if _stop_requested(stop, trainer.info):
                 progress.close()
+                trainer.check_finite()
                 checkpointer.save(trainer, metrics)
                 path = str(checkpointer.path) if checkpointer.path is not None else None
                 raise TrainingInterrupted(stop.requested or signal.SIGTERM, checkpointer.tag, trainer.step, path)
             if trainer.step % config.checkpoint_every == 0 and trainer.step < config.steps:
+                trainer.check_finite()
                 checkpointer.save(trainer, metrics)
     progress.close()
+    trainer.check_finite()
     checkpointer.save(trainer, metrics)
 
 

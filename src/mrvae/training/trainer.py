@@ -55,13 +55,15 @@ def _model_beta_range(model: VAE, config: TrainConfig) -> BetaRange:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """``config.optimizer`` over every parameter at ``config.lr``. foreach: one multi-tensor update instead of
-    a Python loop over parameters (the gates add many small tensors); the same arithmetic."""
+    """``config.optimizer`` over every parameter at ``config.lr``. Adam and AdamW are the fused kernels,
+    which take a ``found_inf`` flag on the device and skip a step whose loss or gradient is not finite
+    without reading it back to the host; Adamax has no fused kernel (foreach: one multi-tensor update)."""
+    params, lr, decay = model.parameters(), config.lr, config.weight_decay
     if config.optimizer is Optimizer.ADAMW:
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay, fused=True)
     if config.optimizer is Optimizer.ADAMAX:
-        return torch.optim.Adamax(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        return torch.optim.Adamax(params, lr=lr, weight_decay=decay, foreach=True)
+    return torch.optim.Adam(params, lr=lr, weight_decay=decay, fused=True)
 
 
 class Trainer:
@@ -83,6 +85,10 @@ class Trainer:
         self.beta_range = _model_beta_range(model, config)
         self.step = 0
         self.skipped_in_a_row = 0
+        # the first non-finite step since the last check (-1: none), its terms and β range, on the device
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_terms = torch.zeros(4, device=device)
+        self.bad_betas = torch.zeros(2, device=device)
         self.wall_time_s = 0.0
 
     @property
@@ -114,35 +120,49 @@ class Trainer:
         self.step = int(state["step"])
         self.wall_time_s = float(state.get("wall_time_s", 0.0))
 
-    def _beta_text(self, beta: Tensor) -> str:
-        low = all_reduce(beta.detach().float().min(), Reduce.MIN)
-        high = all_reduce(beta.detach().float().max(), Reduce.MAX)
+    def _beta_text(self, low: Tensor, high: Tensor) -> str:
+        low = all_reduce(low.detach().float(), Reduce.MIN)
+        high = all_reduce(high.detach().float(), Reduce.MAX)
         return f"batch β in [{low.item():.4g}, {high.item():.4g}]"
 
-    def _guard_terms(self, loss: Tensor, rate: Tensor, distortion: Tensor, beta: Tensor) -> None:
-        """Stop every rank if the loss, mean rate or mean distortion is non-finite on any rank."""
-        bad = torch.stack([~torch.isfinite(t) for t in (loss, rate, distortion)]).float()
-        bad = all_reduce(bad, Reduce.MAX)
-        if not bool(bad.any()):
-            return
-        names = [name for name, flag in zip(("loss", "rate", "distortion"), bad.tolist()) if flag]
-        term = " and ".join(n for n in names if n != "loss") or "loss"
-        raise NonFiniteError(f"non-finite {term} at step {self.step} ({self._beta_text(beta)})")
+    def _record_non_finite(self, loss: Tensor, rate: Tensor, distortion: Tensor, grad_norm: Tensor,
+                           beta: Tensor) -> Tensor:
+        """Note on the device (no host read) whether this step's loss, rate, distortion or gradient is
+        non-finite, keeping the first such step, its terms and its batch's β range for ``check_finite``
+        -> this step's flag, a float32 scalar (1: non-finite)."""
+        flags = torch.stack([~torch.isfinite(t.detach().float()) for t in (loss, rate, distortion, grad_norm)])
+        first = flags.any() & (self.bad_step < 0)
+        self.bad_step = torch.where(first, torch.full_like(self.bad_step, self.step), self.bad_step)
+        self.bad_terms = torch.where(first, flags.float(), self.bad_terms)
+        span = torch.stack([beta.detach().float().min(), beta.detach().float().max()])
+        self.bad_betas = torch.where(first, span, self.bad_betas)
+        return flags.any().float()
 
-    def _guard_gradient(self, grad_norm: Tensor, loss: Tensor, beta: Tensor) -> None:
-        """fp32 / bf16: a non-finite gradient stops training. 16-mixed: the scaler skips that step and
-        lowers its scale; only ``MAX_SKIPPED_STEPS`` skips in a row stop training."""
+    def check_finite(self) -> None:
+        """Raise ``NonFiniteError`` (on every rank) if a step since the last check had a non-finite loss, rate,
+        distortion or (fp32 / bf16) gradient, naming the first such step, the term and the batch's β range.
+        One host read; ``fit`` calls it before every metrics line and checkpoint, so no bad state is saved."""
+        bad_step = int(all_reduce(self.bad_step.float(), Reduce.MAX).item())
+        if bad_step < 0:
+            return
+        flags = all_reduce(self.bad_terms, Reduce.MAX).tolist()
+        names = [name for name, flag in zip(("loss", "rate", "distortion", "gradient"), flags) if flag]
+        term = " and ".join(n for n in names if n not in ("loss", "gradient")) or names[0]
+        beta_text = self._beta_text(self.bad_betas[0], self.bad_betas[1])
+        raise NonFiniteError(f"non-finite {term} at step {bad_step} ({beta_text})")
+
+    def _guard_scaled_gradient(self, grad_norm: Tensor, beta: Tensor) -> None:
+        """16-mixed: the scaler skips a step whose gradients overflowed and lowers its scale; only
+        ``MAX_SKIPPED_STEPS`` skips in a row stop training (the scaler reads the flag every step anyway)."""
         if bool(torch.isfinite(grad_norm)):
             self.skipped_in_a_row = 0
             return
-        if not self.scaler.is_enabled():
-            raise NonFiniteError(f"non-finite gradient at step {self.step} (loss {loss.item():.4g} is finite; "
-                                 f"{self._beta_text(beta)})")
         self.skipped_in_a_row += 1
         if self.skipped_in_a_row >= MAX_SKIPPED_STEPS:
+            beta_text = self._beta_text(beta.min(), beta.max())
             raise NonFiniteError(f"non-finite gradient at step {self.step}: the 16-mixed gradient scaler skipped "
                                  f"{self.skipped_in_a_row} steps in a row (scale now {self.scaler.get_scale():.3g}; "
-                                 f"{self._beta_text(beta)})")
+                                 f"{beta_text})")
 
     def train_step(self) -> dict[str, Tensor]:
         """One optimisation step on this rank's shard of the global batch -> its mean loss, rate, distortion."""
@@ -154,18 +174,23 @@ class Trainer:
         if self.data.train_transform is not None:
             x = self.data.train_transform(x, self.generator)
         beta = self.beta_range.sample(x.shape[0], self.generator, config.beta_sampling).to(self.device)
-        u = self.model.u_of(beta)
+        u = self.model.u_of(beta, checked=False)  # β drawn here from the model's own range
         self.model.train()
         with autocast(self.device, self.precision):
             per_example, rate, distortion = self.objective(x, beta * kl_weight(self.step, config), u, self.generator)
         loss = per_example.float().mean()
         rate, distortion = rate.detach().float().mean(), distortion.detach().float().mean()
-        self._guard_terms(loss.detach(), rate, distortion, beta)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip or math.inf)
-        self._guard_gradient(grad_norm, loss.detach(), beta)
+        if self.scaler.is_enabled():
+            self._record_non_finite(loss, rate, distortion, torch.zeros_like(grad_norm), beta)
+            self._guard_scaled_gradient(grad_norm, beta)
+        else:
+            bad = self._record_non_finite(loss, rate, distortion, grad_norm, beta)
+            if getattr(self.optimizer, "defaults", {}).get("fused"):
+                self.optimizer.found_inf = bad  # the fused kernel skips this update on the device if set
         self.scaler.step(self.optimizer)  # skipped by the 16-mixed scaler when gradients overflowed
         self.scaler.update()
         with warnings.catch_warnings():  # the schedule follows steps taken, skipped ones included
