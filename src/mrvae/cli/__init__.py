@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_NON_FINITE = 3
+
+#: The commands that train into a run folder, and so can be resumed with ``--resume true``.
+RESUMABLE_COMMANDS = ("run", "train", "baseline")
 
 
 def _expand_shortcuts(argv: list[str]) -> list[str]:
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"mrvae: {exc}; resume with: {resume_command(argv)}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside a training step (evaluation, plots) or a second Ctrl-C
+        resume = f"; resume with: {resume_command(argv)}" if command in RESUMABLE_COMMANDS else ""
+        print(f"mrvae: SIGINT received: {command} stopped{resume}", file=sys.stderr)
+        return 128 + signal.SIGINT
     except (ValueError, CheckpointError) as exc:
         print(f"mrvae: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -103,6 +104,8 @@ def cmd_train(args: Any) -> int:
     method = Method(args.method)
     if method is Method.BETA_VAE and args.beta is None:
         raise ValueError("--method beta-vae needs --beta")
+    if method is Method.BETA_VAE and not (math.isfinite(args.beta) and args.beta > 0):
+        raise ValueError(f"--beta must be a finite number > 0, got {args.beta:g}")
     if method is not Method.BETA_VAE and args.beta is not None:
         raise ValueError(f"--beta applies to --method beta-vae only; {method.value} trains over "
                          f"[train.beta_low, train.beta_high]")
@@ -157,8 +160,8 @@ def cmd_curve(args: Any) -> int:
     targets_only = (args.target_rate is not None or args.target_distortion is not None) and args.out is None \
         and args.num_betas is None and args.iwae_samples is None
     stored = RunDir(path.parent.parent).curve(trained.method)
-    if targets_only and stored.exists():
-        _print_targets(args, trained.model, data, eval_config, RDCurve.load(stored))
+    if targets_only:  # nothing is written: bisection, from the stored curve's bracket when there is one
+        _print_targets(args, trained.model, data, eval_config, RDCurve.load(stored) if stored.exists() else None)
         return 0
     default = f"{path.parent.parent.name or 'run'}-{trained.method.value}-curve.json"
     out = new_file(args.out or default, args.overwrite)

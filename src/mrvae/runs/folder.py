@@ -101,7 +101,9 @@ def open_run_dir(out: str | Path, config: RunConfig, resume: bool) -> Iterator[R
         run_on_main(lambda: _open(run, config, resume, lock, made))
         yield run
     except BaseException:
-        run_on_main(lambda: _discard_if_untrained(run, made))
+        # only the lock's holder may remove anything: a process refused the lock (``made`` may even name the
+        # folder, created by both at once) must not touch a folder another process is using
+        run_on_main(lambda: _discard_if_untrained(run, made) if lock.held else None)
         raise
     finally:
         lock.release()
@@ -154,10 +156,9 @@ def _discard_if_untrained(run: RunDir, made: list[Path]) -> None:
     if made[0] == run.root:
         shutil.rmtree(run.root, ignore_errors=True)
         return
-    if run.root / "*" in made:  # the folder was empty: take it back to empty (its lock file stays)
+    if run.root / "*" in made:  # the folder was empty: take it back to empty, lock file included (runs.lock)
         for entry in run.root.iterdir():
-            if entry.name != LOCK_FILE:
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
         return
     for path in made:
         path.unlink(missing_ok=True)

@@ -2,7 +2,8 @@
 
 The kernel releases a ``flock`` when its process ends, however it ends (SIGKILL included), so a lock can
 never be left stale. The lock file holds the holder's pid, which a second process names in its error.
-The file itself stays in the folder (removing it would let two processes lock two different files).
+The file stays in the folder, except when a failed start removes what it made: a process that locked the file
+just as it was removed notices (the path no longer leads to the file it locked) and locks the new one.
 """
 
 from __future__ import annotations
@@ -35,15 +36,21 @@ class RunLock:
     def acquire(self) -> RunLock:
         if self._fd is not None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_pid(fd)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_pid(fd)
+                os.close(fd)
+                who = f"process {holder}" if holder else "another process"
+                raise RunFolderBusy(f"run folder {self.path.parent} is in use by {who} (lock {self.path}); "
+                                    f"wait for it to finish or stop it, or choose another --out") from None
+            if _is_file_at(fd, self.path):
+                break
+            # the holder removed the file (a failed start cleaning up) between our open and our lock: a
+            # lock on that orphan would exclude no one, so lock the file now at the path instead
             os.close(fd)
-            who = f"process {holder}" if holder else "another process"
-            raise RunFolderBusy(f"run folder {self.path.parent} is in use by {who} (lock {self.path}); "
-                                f"wait for it to finish or stop it, or choose another --out") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         os.fsync(fd)
@@ -61,6 +68,16 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path`` (not removed or replaced since it was opened)."""
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def _read_pid(fd: int) -> int | None:

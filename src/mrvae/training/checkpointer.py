@@ -59,7 +59,7 @@ class Checkpointer:
                 metrics.load_state_dict(state["metrics_state"])
         except CheckpointError:
             raise
-        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             missing = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             raise CheckpointError(f"checkpoint {self.path} is malformed ({missing}); "
                                   f"it cannot be resumed") from None
@@ -87,4 +87,9 @@ class Checkpointer:
         if metrics is not None:
             state["metrics_state"] = metrics.state_dict()
         path = self.path
-        run_on_main(lambda: save_checkpoint(state, path))
+        try:
+            run_on_main(lambda: save_checkpoint(state, path))
+        except OSError as exc:  # a full disk: name the file (torch's write errors do not)
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, f"{exc.strerror or exc} (writing the checkpoint)", str(path)) from exc

@@ -99,6 +99,7 @@ def _train(trainer: Trainer, checkpointer: Checkpointer, metrics: MetricsWriter,
     """The loop of ``fit``: steps, metrics lines, periodic and final checkpoints; a stop signal (SIGINT,
     SIGTERM) ends it after the current step with a checkpoint and ``TrainingInterrupted``."""
     config = trainer.config
+    started = trainer.step
     progress.start(trainer.step)
     with StopSignals() as stop:
         while trainer.step < config.steps:
@@ -120,8 +121,9 @@ def _train(trainer: Trainer, checkpointer: Checkpointer, metrics: MetricsWriter,
                 trainer.check_finite()
                 checkpointer.save(trainer, metrics)
     progress.close()
-    trainer.check_finite()
-    checkpointer.save(trainer, metrics)
+    if trainer.step > started:  # a resumed finished run rewrites nothing
+        trainer.check_finite()
+        checkpointer.save(trainer, metrics)
 
 
 def _stop_requested(stop: StopSignals, info: DistInfo) -> bool:

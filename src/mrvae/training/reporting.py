@@ -52,7 +52,9 @@ class MetricsWriter:
         if self.path is None or not self.path.exists():
             return
         kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for line in lines:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
@@ -60,6 +62,9 @@ class MetricsWriter:
             if not (isinstance(record, dict) and record.get("tag") == self.tag and record.get("step", 0) > step):
                 kept.append(line)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
+        if len(kept) == len(lines) and (not text or text.endswith("\n")):
+            temporary.unlink(missing_ok=True)  # left by a kill mid-rewrite, if any
+            return  # nothing to drop: the file is left as it is (a resumed finished run rewrites nothing)
         temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
         os.replace(temporary, self.path)
 
@@ -69,8 +74,13 @@ class MetricsWriter:
         self.last = dict(zip(TERMS, means.tolist()))
         if self.path is not None:
             record = {"tag": self.tag, "step": step, **self.last, "lr": lr, "wall_time_s": round(wall_time_s, 3)}
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            try:
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            except OSError as exc:  # a full disk: name the file (write errors do not)
+                if exc.filename is not None:
+                    raise
+                raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
         if self.board is not None:
             self.board.add(step, {**self.last, "lr": lr})
         self.sums.zero_()
