@@ -3,6 +3,7 @@
 
 import contextlib
 import io
+import json
 import multiprocessing
 import os
 import random
@@ -193,3 +194,79 @@ def test_a_full_disk_is_refused_before_training_starts(tmp_path, monkeypatch, ca
     assert err.startswith(f"mrvae: error: not enough free disk space for checkpoints in {out / 'checkpoints'}: "
                           "0.0 MiB free, about 2.") and err.count("\n") == 1
     assert not (out / "metrics.jsonl").exists() and not checkpoint_of(out).exists()  # no step was taken
+
+
+# --- Fault injection: SIGKILL a real `python -m mrvae.cli train` at random moments ---------------------
+
+FAULT_STEPS = 40
+FAULT_ARGS = ["train", "--data", "synthetic", "--model.hidden", "[16]", "--model.latent_dim", "3", "--train.steps",
+              str(FAULT_STEPS), "--train.batch_size", "32", "--train.warmup_steps", "5", "--train.checkpoint_every",
+              "3", "--train.log_every", "1", "--train.device", "cpu", "--train.seed", "7", "--threads", "1"]
+STEP_SLEEP = 0.02  # each step of a child sleeps this long first, so a kill after a step line lands mid-training
+PAUSE_S = 1.0  # an os.replace onto a paused name waits this long: the kill lands inside the atomic write
+
+
+def _kill_plan(rng: random.Random, kills: int) -> list[str]:
+    """What each child is killed in: the config.yaml write (the first, fresh start: the only one that writes
+    it), a checkpoint write, the metrics.jsonl rewrite of a resume, and otherwise a random moment, either
+    a random time after the start (imports, parsing, data, lock) or a random point within a random step.
+    The second kill is within a step, so that metrics.jsonl exists for a resume to rewrite from then on."""
+    rest = ["mrvae.pt", "metrics.jsonl"]
+    rest += [rng.choice(["start", "step", "step", "step", "mrvae.pt"]) for _ in range(kills - 2 - len(rest))]
+    return ["config.yaml", "step", *rng.sample(rest, len(rest))]
+
+
+@pytest.mark.slow
+def test_fault_injection_sigkill_at_random_moments_and_in_atomic_writes_then_resume_is_bit_identical(tmp_path):
+    from cli_process import CliProcess, assert_one_record_per_step, assert_same_state, temporaries
+    from mrvae.config import load_yaml
+
+    straight, out = tmp_path / "straight", tmp_path / "killed"
+    assert main([*FAULT_ARGS, "--out", str(straight)]) == 0
+    reference = {(r["tag"], r["step"]): r["loss"] for r in map(json.loads, (straight / "metrics.jsonl").open())}
+    rng = random.Random(15)
+    plan = _kill_plan(rng, 12)
+    step, kills = 0, []
+    for cycle, moment in enumerate(plan):
+        faults = {"step_sleep": STEP_SLEEP, "pause_s": PAUSE_S,
+                  "pause_at": [moment] if moment.endswith((".yaml", ".pt", ".jsonl")) else []}
+        resume = [] if cycle == 0 else ["--resume", "true"]
+        before = inode(checkpoint_of(out))
+        child = CliProcess([*FAULT_ARGS, "--out", str(out), *resume], faults=faults)
+        try:
+            if moment == "start":
+                time.sleep(rng.uniform(0.2, 2.5))
+            elif moment == "step":  # a random point inside a random step not far past the checkpoint
+                target = step + 1 + rng.randrange(3)
+                child.wait_for(lambda line: line.startswith(f"[mrvae] step {target}/"))
+                time.sleep(rng.uniform(0.0, STEP_SLEEP))
+            else:
+                child.wait_for(lambda line: line == f"FAULT-PAUSE {moment}")
+                time.sleep(rng.uniform(0.0, PAUSE_S / 2))
+        finally:
+            code = kill_and_reap(child.process)
+        assert code == -signal.SIGKILL, f"cycle {cycle} ({moment}): the child ended by itself: {child.stderr[-800:]}"
+        kills.append(moment)
+        # What a kill may leave: never a torn or empty config.yaml, never a lost or torn checkpoint.
+        if moment == "config.yaml":
+            assert not (out / "config.yaml").exists() and len(list(out.glob(".config.yaml.*.tmp"))) == 1
+        if (out / "config.yaml").exists():
+            assert (out / "config.yaml").read_bytes() == (straight / "config.yaml").read_bytes()
+            load_yaml(out / "config.yaml")
+        if moment == "mrvae.pt":  # the new checkpoint was complete but not renamed: the old one stands
+            assert inode(checkpoint_of(out)) == before and len(temporaries(out / "checkpoints")) >= 1
+        step = assert_checkpoint_intact(out, step) if checkpoint_of(out).exists() else step
+        # Every complete metrics line so far is the uninterrupted run's line of that step (a kill may tear the last).
+        if (out / "metrics.jsonl").exists():
+            lines = (out / "metrics.jsonl").read_text().splitlines()
+            for line in lines[:-1]:
+                record = json.loads(line)
+                assert record["loss"] == reference[record["tag"], record["step"]], (cycle, moment, record)
+
+    assert main([*FAULT_ARGS, "--out", str(out), "--resume", "true"]) == 0
+    assert_same_state(load_checkpoint(checkpoint_of(out)), load_checkpoint(checkpoint_of(straight)))
+    assert_one_record_per_step(out / "metrics.jsonl", straight / "metrics.jsonl")
+    assert not temporaries(out), temporaries(out)
+    assert sorted(p.name for p in out.rglob("*")) == sorted(p.name for p in straight.rglob("*"))
+    assert len(kills) >= 10 and {"config.yaml", "mrvae.pt", "metrics.jsonl", "step"} <= set(kills)
+    print(f"fault injection: {len(kills)} kills ({', '.join(kills)}), resumed bit-identically")
