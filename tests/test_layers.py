@@ -196,7 +196,8 @@ def test_model_config_builds_its_conditioning_and_checks_the_gate_settings_with_
     config = ModelConfig(encoder_gate="sqrt", decoder_gate="SQRT", gate_scale=1, gate_init="open", film_hidden=8)
     assert config.encoder_gate is GateFunction.SQRT and config.gate_init is GateInit.OPEN
     assert config.gate_scale == 1.0 and isinstance(config.gate_scale, float)
-    assert config.conditioning("film") == ModelConditioning(Conditioning.FILM, "sqrt", "sqrt", 1.0, "open", 8)
+    # the gate input scale left null takes the mlp recipe (2, issue 14)
+    assert config.conditioning("film") == ModelConditioning(Conditioning.FILM, "sqrt", "sqrt", 1.0, "open", 8, 2.0)
     with pytest.raises(ValueError, match=r"gate scale must be > 0, got 0"):
         ModelConfig(gate_scale=0)
     with pytest.raises(ValueError, match=r"film_hidden must be >= 1, got 0"):

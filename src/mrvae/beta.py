@@ -144,8 +144,15 @@ class BetaRange:
         mode: BetaSampling | str = BetaSampling.PER_EXAMPLE,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        tilt: float = 0.0,
+        ends: float = 0.0,
     ) -> Tensor:
         """Draw log β ~ Uniform[log low, log high]; returns β of shape (batch_size, 1).
+
+        ``tilt`` != 0 draws the position t = (log β − log low)/(log high − log low) in [0, 1] from the
+        density ∝ exp(−tilt·t) instead (tilt > 0 favours low β), by inverse CDF from the same uniforms;
+        ``ends`` = m in (0, 1] then maps t -> (1 − m)·t + m·(1 − cos πt)/2, which moves mass to both
+        ends of the range (m = 1: the arcsine density). Issue 14's recipe uses tilt 1, ends 1.
 
         ``per-example`` draws ``batch_size`` independent values, ``per-batch`` one value
         repeated. Draws come from ``generator`` (its device decides where they are drawn).
@@ -157,6 +164,10 @@ class BetaRange:
         gen_device = generator.device if generator is not None else torch.device("cpu")
         count = batch_size if mode is BetaSampling.PER_EXAMPLE else 1
         unit = torch.rand(count, 1, generator=generator, device=gen_device, dtype=dtype)
+        if tilt != 0.0:
+            unit = -torch.log1p(-unit * (-math.expm1(-tilt))) / tilt
+        if ends != 0.0:
+            unit = (1.0 - ends) * unit + ends * 0.5 * (1.0 - torch.cos(math.pi * unit))
         log_beta = math.log(self.low) + unit * (math.log(self.high) - math.log(self.low))
         beta = torch.exp(log_beta).expand(batch_size, 1).contiguous()
         return beta.to(device) if device is not None else beta

@@ -79,7 +79,20 @@ class DataConfig:
 
 #: The ``ModelConditioning`` settings a ``ModelConfig`` holds (flat, so the flags read ``--model.gate_scale``);
 #: its ``kind`` comes from the training method.
-GATE_SETTINGS = ("encoder_gate", "decoder_gate", "gate_scale", "gate_init", "film_hidden")
+GATE_SETTINGS = ("encoder_gate", "decoder_gate", "gate_scale", "gate_init", "film_hidden", "gate_input_scale")
+
+#: The MR-VAE recipe per architecture (issue 14; docs/results.md §6): the settings a run leaves null take
+#: these. Measured at equal steps per model on Fashion-MNIST with the MLP and the ResNet: gates
+#: 4·sigmoid(w·2u + b), and log β drawn with more mass at the low end and at both ends. The other
+#: architectures, not measured, keep the recipe before issue 14 (``PREVIOUS_RECIPE``).
+PREVIOUS_RECIPE = {"gate_scale": 2.0, "gate_input_scale": 1.0, "log_beta_tilt": 0.0, "log_beta_ends": 0.0}
+TUNED_RECIPE = {"gate_scale": 4.0, "gate_input_scale": 2.0, "log_beta_tilt": 1.0, "log_beta_ends": 1.0}
+ARCH_RECIPES: dict[str, dict[str, float]] = {"mlp": TUNED_RECIPE, "resnet": TUNED_RECIPE}
+
+
+def arch_recipe(arch: str) -> dict[str, float]:
+    """The recipe of ``arch``: ``ARCH_RECIPES``, else ``PREVIOUS_RECIPE``."""
+    return ARCH_RECIPES.get(arch, PREVIOUS_RECIPE)
 
 
 @dataclass(frozen=True)
@@ -98,9 +111,10 @@ class ModelConfig:
         lstm_hidden: The LSTM state size of lstm.
         encoder_gate: The encoder's gate function: sigmoid, or sqrt (the paper's decoder gate).
         decoder_gate: The decoder's gate function: sigmoid, or sqrt (the paper's Eqn 7 uses sqrt here).
-        gate_scale: Every gate's range is [0, gate_scale]; 2 starts the gates near 1, the paper's Eqn 7 uses 1.
+        gate_scale: Every gate's range is [0, gate_scale]; null takes the architecture's recipe (mlp, resnet 4; others 2), the paper's Eqn 7 uses 1.
         gate_init: How gate parameters start: paper (PyTorch's default init) or open (every gate starts near 1 whatever β).
         film_hidden: The hidden size of the FiLM conditioner of the yoto method.
+        gate_input_scale: A gate computes σ(w·s·u + b) with this s; null takes the architecture's recipe (mlp, resnet 2; others 1).
         sigma2: The Gaussian decoder variance; null keeps the data set's (only β·σ² matters).
         latent_groups: hierarchical: latent groups per scale, top scale first (its length is the number of scales).
         norm: hierarchical: the cells' normalisation, batch (NVAE's) or none.
@@ -114,9 +128,10 @@ class ModelConfig:
     lstm_hidden: int = 256
     encoder_gate: GateFunction = ModelConditioning.encoder_gate
     decoder_gate: GateFunction = ModelConditioning.decoder_gate
-    gate_scale: float = ModelConditioning.gate_scale
+    gate_scale: float | None = None
     gate_init: GateInit = ModelConditioning.gate_init
     film_hidden: int = ModelConditioning.film_hidden
+    gate_input_scale: float | None = None
     sigma2: float | None = None
     latent_groups: tuple[int, ...] = (2, 2)
     norm: Norm = Norm.BATCH
@@ -128,8 +143,9 @@ class ModelConfig:
         if not self.latent_groups or min(self.latent_groups) < 1:
             raise ValueError(f"latent_groups needs one count >= 1 per latent scale, got {list(self.latent_groups)}")
         checked = self.conditioning(Conditioning.GATE)  # coerces and validates the gate settings
-        for name in GATE_SETTINGS:
-            object.__setattr__(self, name, getattr(checked, name))
+        for name in GATE_SETTINGS:  # a null recipe setting stays null here: RunConfig fills it per architecture
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, getattr(checked, name))
         if self.latent_dim is not None and self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1 (or null for the architecture's default), got {self.latent_dim}")
         for name in ("embedding_dim", "lstm_hidden"):
@@ -142,8 +158,12 @@ class ModelConfig:
             _positive("sigma2", self.sigma2)
 
     def conditioning(self, kind: Conditioning | str) -> ModelConditioning:
-        """The ``ModelConditioning`` of kind ``kind`` (none | gate | film) with these gate settings."""
-        return ModelConditioning(Conditioning(kind), **{name: getattr(self, name) for name in GATE_SETTINGS})
+        """The ``ModelConditioning`` of kind ``kind`` (none | gate | film) with these gate settings (null
+        ones from the architecture's recipe, ``arch_recipe``)."""
+        recipe = arch_recipe(self.arch)
+        values = {name: getattr(self, name) for name in GATE_SETTINGS}
+        values = {name: recipe[name] if value is None else value for name, value in values.items()}
+        return ModelConditioning(Conditioning(kind), **values)
 
 
 @dataclass(frozen=True)
@@ -163,6 +183,8 @@ class TrainConfig:
         beta_low: The low end a of the β range [a, b].
         beta_high: The high end b of the β range [a, b].
         beta_sampling: How training draws β, log-uniform in [a, b]: per-example (the authors' experiments) or per-batch (the paper's Alg. 1).
+        log_beta_tilt: Draw log β with density ∝ exp(-tilt·t), t in [0, 1] from a to b (more low β for tilt > 0); null takes the architecture's recipe in a run (mlp, resnet 1), 0 elsewhere.
+        log_beta_ends: Then move mass to both ends of [a, b] (0 none, 1 the arcsine density); null as log_beta_tilt.
         kl_warmup: The fraction of steps over which β ramps linearly from 0 (0 is off).
         seed: The seed of the initialisation, the batch order and the β stream.
         checkpoint_every: Steps between checkpoints (a stop signal also writes one).
@@ -183,6 +205,8 @@ class TrainConfig:
     beta_low: float = 0.01
     beta_high: float = 10.0
     beta_sampling: BetaSampling = BetaSampling.PER_EXAMPLE
+    log_beta_tilt: float | None = None
+    log_beta_ends: float | None = None
     kl_warmup: float = 0.0
     seed: int = 0
     checkpoint_every: int = 1000
@@ -203,6 +227,10 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1 (or null for a budget in steps), got {self.epochs}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.log_beta_tilt is not None and not math.isfinite(self.log_beta_tilt):
+            raise ValueError(f"log_beta_tilt must be a finite number, got {self.log_beta_tilt!r}")
+        if self.log_beta_ends is not None and not 0.0 <= self.log_beta_ends <= 1.0:
+            raise ValueError(f"log_beta_ends must lie in [0, 1], got {self.log_beta_ends!r}")
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -261,7 +289,7 @@ class BaselineConfig:
 
     Attributes:
         betas: One β-VAE is trained at each of these βs.
-        steps: Steps of each β-VAE; null gives each the multi-rate model's steps (see steps_for).
+        steps: Steps of each β-VAE; null gives each the multi-rate model's steps (equal steps per model).
         kl_warmup: The fraction of each β-VAE's steps over which β ramps linearly from 0 (0 is off).
         lr: The β-VAEs' learning rate; null uses train.lr.
     """
@@ -285,7 +313,8 @@ class BaselineConfig:
             _positive("baseline lr", self.lr)
 
     def steps_for(self, train: TrainConfig) -> int:
-        return self.steps if self.steps is not None else max(1, train.steps // 3)
+        """Steps of each β-VAE: ``steps``, or (null) the multi-rate model's: equal steps per model."""
+        return self.steps if self.steps is not None else train.steps
 
 
 @dataclass(frozen=True)
@@ -313,6 +342,13 @@ class RunConfig:
         if not methods or len(set(methods)) != len(methods):
             raise ValueError(f"methods must be a non-empty list without repeats, got {[m.value for m in methods]}")
         object.__setattr__(self, "methods", methods)
+        recipe = arch_recipe(self.model.arch)  # null recipe settings take the architecture's (config.yaml shows them)
+        model = {name: recipe[name] for name in ("gate_scale", "gate_input_scale") if getattr(self.model, name) is None}
+        train = {name: recipe[name] for name in ("log_beta_tilt", "log_beta_ends") if getattr(self.train, name) is None}
+        if model:
+            object.__setattr__(self, "model", dataclasses.replace(self.model, **model))
+        if train:
+            object.__setattr__(self, "train", dataclasses.replace(self.train, **train))
 
     def for_data(self, num_train: int, world_size: int = 1) -> RunConfig:
         """These settings with a ``train.epochs`` budget turned into steps for ``num_train`` training examples

@@ -55,9 +55,11 @@ class ModelConditioning:
     function, and the gate scale / init or FiLM width shared by every conditioned layer. Each layer
     takes it with its ``Role``; ``gate_function(role)`` is the one difference between the two roles.
 
-    The default (2·sigmoid gates with PyTorch's init, starting near 1) is the one we measured to
-    work best on the embedded digits (README, benchmarks/); ``encoder_gate="sigmoid",
-    decoder_gate="sqrt", gate_scale=1`` is the paper's Eqn 7.
+    A gate computes ``gate_scale·σ(w·(gate_input_scale·u) + b)``. These class defaults (2·sigmoid,
+    input u as is: the recipe before issue 14) are what a model built directly gets; ``ModelConfig``
+    gives ``mlp`` and ``resnet`` the recipe measured at equal compute (``config.ARCH_RECIPES``: gate
+    scale 4, input scale 2; docs/results.md §6). ``encoder_gate="sigmoid", decoder_gate="sqrt",
+    gate_scale=1`` is the paper's Eqn 7 (configs/paper_eqn7.yaml).
     """
 
     kind: Conditioning = Conditioning.GATE
@@ -66,16 +68,18 @@ class ModelConditioning:
     gate_scale: float = 2.0
     gate_init: GateInit = GateInit.PAPER
     film_hidden: int = 16
+    gate_input_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", Conditioning(self.kind))
         object.__setattr__(self, "encoder_gate", GateFunction(self.encoder_gate))
         object.__setattr__(self, "decoder_gate", GateFunction(self.decoder_gate))
         object.__setattr__(self, "gate_init", GateInit(self.gate_init))
-        scale = self.gate_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"gate scale must be > 0, got {scale!r}")
-        object.__setattr__(self, "gate_scale", float(scale))
+        for name in ("gate_scale", "gate_input_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name.replace('_', ' ')} must be > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if isinstance(self.film_hidden, bool) or not isinstance(self.film_hidden, int) or self.film_hidden < 1:
             raise ValueError(f"film_hidden must be >= 1, got {self.film_hidden!r}")
 
@@ -145,6 +149,11 @@ class ConditionedLayer(BetaConditioned):
         shape[0], shape[self.unit_dim] = values.shape
         return values.reshape(shape)
 
+    def gate_input(self, u: Tensor) -> Tensor:
+        """What this layer's gate sees of u: ``gate_input_scale·u`` (FiLM sees u itself)."""
+        scale = self.spec.gate_input_scale
+        return u * scale if self.gate is not None and scale != 1.0 else u
+
     def forward(self, x: Tensor, u: Tensor | None = None, relu: bool = False) -> Tensor:
         """(B, in, ...) input and (B, 1) u -> (B, out, ...) output ((B, ..., out) for Linear and Embedding);
         ``relu`` applies a ReLU after the conditioning (fused into the gate's autograd node, so no extra
@@ -152,7 +161,7 @@ class ConditionedLayer(BetaConditioned):
         y = self.base(x)
         if self.spec.kind is Conditioning.NONE:
             return torch.relu(y) if relu else y
-        u = check_u(u, y.shape[0], type(self).__name__)
+        u = self.gate_input(check_u(u, y.shape[0], type(self).__name__))
         if type(self.gate) is UnitGate and self.unit_dim == 1 and y.dim() > 2:
             # feature maps: one autograd node for gate(u) ⊙ y (gates.GatedProduct), written into y, a fresh
             # tensor of base's, unless a hook on base may hold on to y. Not for a Linear's (B, out):

@@ -59,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = _expand_shortcuts(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
+    printing = argv[:1] in (["run"], ["train"], ["baseline"]) and "--print_config" in argv
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args([a for a in argv if a != "--print_config"] if printing else argv)
+        if printing:
+            return _print_config(args)
     except (argparse.ArgumentError, ValueError) as exc:
         message = " ".join(str(exc).split())
         print(f"mrvae: error: {message}", file=sys.stderr)
@@ -125,3 +128,18 @@ def _set_threads(args: Any) -> None:
     if not str(value).isdigit() or int(value) < 1:
         raise ValueError(f"--threads must be a whole number >= 1 or auto, got {value!r}")
     torch.set_num_threads(int(value))
+
+
+def _print_config(args: Any) -> int:
+    """``--print_config`` of run / train / baseline: the settings as the run will use them (per-architecture
+    defaults filled in), as YAML that ``--config`` reads back."""
+    import yaml
+
+    from ..config import to_dict
+    from .commands import run_config_from
+
+    sub = args[args.command]
+    values = to_dict(run_config_from(sub))
+    values.update({key: sub[key] for key in ("out", "resume", "progress", "threads", "method", "beta") if key in sub})
+    print(yaml.safe_dump(values, sort_keys=False, allow_unicode=True), end="")
+    return EXIT_OK

@@ -50,7 +50,7 @@ def unit_affine(layer: ConditionedLayer, u: Tensor) -> tuple[Tensor, Tensor | No
     (out,); shift is ``None`` for gates. The layer's output is ``scale ⊙ base(x) + shift``."""
     with torch.no_grad():
         if layer.gate is not None:
-            return layer.gate(u.to(layer.gate.weight))[0], None
+            return layer.gate(layer.gate_input(u.to(layer.gate.weight)))[0], None
         if layer.film is not None:
             scale, shift = layer.film(u.to(layer.film.out.weight))
             return scale[0], shift[0]

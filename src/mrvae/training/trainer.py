@@ -173,7 +173,8 @@ class Trainer:
         x = batch_of(self.data.train, idx).to(self.device)
         if self.data.train_transform is not None:
             x = self.data.train_transform(x, self.generator)
-        beta = self.beta_range.sample(x.shape[0], self.generator, config.beta_sampling).to(self.device)
+        beta = self.beta_range.sample(x.shape[0], self.generator, config.beta_sampling, tilt=config.log_beta_tilt or 0.0,
+                                      ends=config.log_beta_ends or 0.0).to(self.device)
         u = self.model.u_of(beta, checked=False)  # β drawn here from the model's own range
         self.model.train()
         with autocast(self.device, self.precision):
