@@ -1,6 +1,8 @@
 """The README's Python quick start runs, and its set-up commands match .ci/run and pyproject."""
 
 import re
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,9 +14,16 @@ def test_quick_start_snippet_runs(capsys):
     assert blocks, "the README has no Python quick start"
     exec(compile(blocks[0], "README quick start", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("0.1 ") and lines[1].startswith("5.0 ")
-    rate_low, rate_high = (float(line.split()[1]) for line in lines)
-    assert rate_low >= 0 and rate_high >= 0
+    assert [line.split()[1] for line in lines] == ["0.01", "0.1", "1.0", "10.0"]
+    rates = [float(line.split()[3]) for line in lines]
+    distortions = [float(line.split()[5]) for line in lines]
+    assert rates == sorted(rates, reverse=True) and distortions == sorted(distortions)  # one model, every β
+    assert rates[0] > 10 * rates[-1] >= 0
+    printed = re.search(r"It prints.*?```\n(.*?)```", README, flags=re.S).group(1).strip().splitlines()
+    shown = [[float(w) for w in re.findall(r"-?\d+\.\d+", line)] for line in printed]
+    got = [[float(w) for w in re.findall(r"-?\d+\.\d+", line)] for line in lines]
+    for want_row, got_row in zip(shown, got, strict=True):  # what the README shows, to float rounding
+        assert got_row == pytest.approx(want_row, rel=0.05, abs=0.3)
 
 
 def test_setup_commands_pin_the_cpu_torch_and_ci_runs_the_readme_test_command():

@@ -130,7 +130,7 @@ from mrvae.cli import main  # noqa: E402
 TINY = ["--data", "synthetic", "--model.hidden", "[16]", "--model.latent_dim", "3", "--train.batch_size", "32",
         "--train.warmup_steps", "2", "--train.log_every", "3", "--train.checkpoint_every", "4", "--train.device",
         "cpu", "--threads", "1", "--eval.num_betas", "2", "--eval.iwae_samples", "2", "--baseline.betas", "[0.1,1]"]
-RUN = ["run", *TINY, "--train.steps", "9"]
+RUN = ["run", *TINY, "--train.steps", "9", "--baseline.steps", "3"]
 TRAIN = ["train", *TINY, "--train.steps", "9"]
 
 

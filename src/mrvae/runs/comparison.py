@@ -16,7 +16,7 @@ from ..models.base import VAE
 from ..training.distributed import is_main_process
 from .baselines import run_sweep
 from .folder import RunDir
-from .methods import LogFn, curve_for, train_method
+from .methods import LogFn, curve_for, method_train_config, train_method
 
 COLUMNS = ("rate", "distortion", "beta_objective")
 
@@ -29,6 +29,7 @@ class Comparison:
     betas: list[float]
     rows: dict[Method, list[dict[str, float]]] = field(default_factory=dict)
     wall_time_s: dict[Method, float] = field(default_factory=dict)
+    steps: dict[Method, int] = field(default_factory=dict)
 
     def gap_percent(self, method: Method, reference: Method = Method.BETA_VAE) -> list[float]:
         """(β-objective of ``method`` − that of ``reference``) / |reference| × 100 at each β."""
@@ -38,6 +39,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {"betas": self.betas, "rows": {m.value: rows for m, rows in self.rows.items()},
                 "wall_time_s": {m.value: t for m, t in self.wall_time_s.items()},
+                "steps_per_model": {m.value: n for m, n in self.steps.items()},
                 "units": "nats per example; wall time in seconds"}
 
     def save(self, path: str | Path) -> Path:
@@ -49,7 +51,8 @@ class Comparison:
     def load(cls, path: str | Path) -> Comparison:
         data = json.loads(Path(path).read_text())
         return cls(data["betas"], {Method(m): rows for m, rows in data["rows"].items()},
-                   {Method(m): t for m, t in data["wall_time_s"].items()})
+                   {Method(m): t for m, t in data["wall_time_s"].items()},
+                   {Method(m): int(n) for m, n in data.get("steps_per_model", {}).items()})
 
     def format_table(self) -> str:
         """A plain-text table: one line per β, rate / distortion / β-objective per method, and the
@@ -58,7 +61,7 @@ class Comparison:
         head = f"{'beta':>8} " + " ".join(f"{m.value + ' ' + c:>18}" for m in methods for c in ("R", "D", "D+bR"))
         others = [m for m in methods if m is not Method.BETA_VAE] if Method.BETA_VAE in self.rows else []
         head += "".join(f"{'gap ' + m.value:>14}" for m in others)
-        lines = [head]
+        lines = [self.budget_line(), head] if self.steps else [head]
         gaps = {m: self.gap_percent(m) for m in others}
         for i, beta in enumerate(self.betas):
             cells = " ".join(f"{self.rows[m][i][c]:>18.3f}" for m in methods for c in COLUMNS)
@@ -66,6 +69,13 @@ class Comparison:
         times = ", ".join(f"{m.value} {t:.1f} s" for m, t in self.wall_time_s.items())
         lines.append(f"wall time (train + eval): {times}")
         return "\n".join(lines)
+
+
+    def budget_line(self) -> str:
+        """Each method's training budget, printed above every comparison: steps per model (and models)."""
+        parts = [f"{m.value} {n:,} steps" + (f" each ({len(self.betas)} models)" if m is Method.BETA_VAE else "")
+                 for m, n in self.steps.items()]
+        return "steps per model: " + "; ".join(parts)
 
 
 def rows_from_model(model: VAE, dataset: Any, betas: list[float], config: EvalConfig) -> list[dict[str, float]]:
@@ -103,6 +113,7 @@ def compare_methods(config: RunConfig, data: DataSplits, run: RunDir, resume: bo
         # training time summed over every segment of a resumed run (kept in the checkpoints), plus this
         # evaluation: resuming does not replace a run's recorded time with the resume's own
         comparison.wall_time_s[method] = round(curve.summary["train_wall_time_s"] + evaluation_s, 2)
+        comparison.steps[method] = method_train_config(config, method, config.baseline.betas[0]).steps
         if is_main_process():
             curve.save(run.curve(method))
             if log:
