@@ -1,60 +1,16 @@
-"""Run configuration: frozen dataclasses that validate themselves, with dict and YAML round trips."""
+"""The settings of a run: frozen dataclasses that validate themselves (the config is the constructor)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-from .beta import BetaRange, BetaSampling, Choice, baseline_betas
-from .gates import GateFunction, GateInit
-from .layers import Conditioning, ModelConditioning, Norm
-
-#: The package version: checkpoints, exports and config files record it (pyproject reads it from here).
-__version__ = "0.2.0"
-
-
-class Method(Choice):
-    """A training method: MR-VAE (gates, β range), β-VAE (no conditioning, one β per run),
-    YOTO-style (FiLM, β range)."""
-
-    MRVAE = "mrvae"
-    BETA_VAE = "beta-vae"
-    YOTO = "yoto"
-
-    @property
-    def conditioning(self) -> Conditioning:
-        return {Method.MRVAE: Conditioning.GATE, Method.BETA_VAE: Conditioning.NONE,
-                Method.YOTO: Conditioning.FILM}[self]
-
-
-class Optimizer(Choice):
-    """The optimiser of every parameter (base weights and gates alike, PAPER.md §3)."""
-
-    ADAM = "adam"
-    ADAMW = "adamw"
-    ADAMAX = "adamax"
-
-
-class Precision(Choice):
-    """Numeric precision of training: full fp32, or autocast bf16 / fp16 (with a gradient scaler)."""
-
-    FP32 = "32"
-    BF16_MIXED = "bf16-mixed"
-    FP16_MIXED = "16-mixed"
-
-
-class Schedule(Choice):
-    """The learning-rate schedule: linear warm-up then cosine decay to 0, or warm-up then constant."""
-
-    WARMUP_COSINE = "warmup-cosine"
-    CONSTANT = "constant"
+from ..beta import BetaRange, BetaSampling, baseline_betas
+from ..gates import GateFunction, GateInit
+from ..layers import Conditioning, ModelConditioning, Norm
+from .choices import Method, Optimizer, Precision, Schedule
+from .recipes import arch_recipe
 
 
 def _positive(name: str, value: float) -> None:
@@ -80,20 +36,6 @@ class DataConfig:
 #: The ``ModelConditioning`` settings a ``ModelConfig`` holds (flat, so the flags read ``--model.gate_scale``);
 #: its ``kind`` comes from the training method.
 GATE_SETTINGS = ("encoder_gate", "decoder_gate", "gate_scale", "gate_init", "film_hidden", "gate_input_scale")
-
-#: The MR-VAE recipe per architecture (issue 14; docs/results.md §6): the settings a run leaves null take
-#: these. Measured at equal steps per model on Fashion-MNIST with the MLP and the ResNet: gates
-#: 4·sigmoid(w·2u + b), and log β drawn with more mass at the low end and at both ends. The other
-#: architectures, not measured, keep the recipe before issue 14 (``PREVIOUS_RECIPE``).
-PREVIOUS_RECIPE = {"gate_scale": 2.0, "gate_input_scale": 1.0, "log_beta_tilt": 0.0, "log_beta_ends": 0.0}
-TUNED_RECIPE = {"gate_scale": 4.0, "gate_input_scale": 2.0, "log_beta_tilt": 1.0, "log_beta_ends": 1.0}
-ARCH_RECIPES: dict[str, dict[str, float]] = {"mlp": TUNED_RECIPE, "resnet": TUNED_RECIPE}
-
-
-def arch_recipe(arch: str) -> dict[str, float]:
-    """The recipe of ``arch``: ``ARCH_RECIPES``, else ``PREVIOUS_RECIPE``."""
-    return ARCH_RECIPES.get(arch, PREVIOUS_RECIPE)
-
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -354,68 +296,3 @@ class RunConfig:
         """These settings with a ``train.epochs`` budget turned into steps for ``num_train`` training examples
         (see ``TrainConfig.for_data``); what a run folder's ``config.yaml`` records."""
         return dataclasses.replace(self, train=self.train.for_data(num_train, world_size))
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A config dataclass -> plain dict (enums as their values, tuples as lists)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, Enum):
-            return value.value
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return plain(dataclasses.asdict(config))
-
-
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Plain dict -> config dataclass ``cls`` (nested dataclasses built recursively); unknown keys are errors."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{cls.__name__} expects a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; expected some of: {', '.join(fields)}")
-    kwargs = {}
-    for name, value in values.items():
-        sub = _NESTED.get((cls, name))
-        kwargs[name] = from_dict(sub, value) if sub is not None else value
-    return cls(**kwargs)
-
-
-_NESTED = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig, (RunConfig, "train"): TrainConfig,
-           (RunConfig, "eval"): EvalConfig, (RunConfig, "baseline"): BaselineConfig}
-
-
-def save_yaml(config: RunConfig, path: Path) -> None:
-    """Write ``config`` as YAML to ``path`` atomically: a temporary file in the same folder, flushed and
-    fsync'ed, then renamed over ``path`` (a kill leaves the old file or the new one, never a torn one)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(yaml.safe_dump(to_dict(config), sort_keys=False))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:  # a full disk: name the file (write errors do not)
-        if exc.filename is not None:
-            raise
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    finally:
-        temporary.unlink(missing_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
-        stale.unlink(missing_ok=True)
-
-
-def load_yaml(path: Path) -> RunConfig:
-    """Read a ``RunConfig`` from a YAML file written by ``save_yaml``; an empty or non-mapping file is an
-    error (ValueError), never the default settings."""
-    values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(values, dict) or not values:
-        raise ValueError(f"{path} holds no settings (found {type(values).__name__}); expected a YAML mapping "
-                         f"written by mrvae")
-    return from_dict(RunConfig, values)
