@@ -79,3 +79,16 @@ def test_print_config_shows_the_recipe_and_the_paper_config_is_one_flag_away(cap
     paper = yaml.safe_load(capsys.readouterr().out)
     assert (paper["model"]["decoder_gate"], paper["model"]["gate_scale"], paper["train"]["log_beta_ends"]) == (
         "sqrt", 1.0, 0.0)
+
+
+def test_settings_written_by_mrvae_0_1_keep_their_meaning():
+    from mrvae.config import stored_run_config, to_dict
+
+    old = to_dict(RunConfig())
+    del old["model"]["gate_input_scale"], old["train"]["log_beta_tilt"], old["train"]["log_beta_ends"]
+    old["model"]["gate_scale"], old["baseline"]["steps"] = 2.0, None  # what a 0.1 config.yaml held
+    config = stored_run_config(old)
+    assert (config.model.gate_scale, config.model.gate_input_scale) == (2.0, 1.0)
+    assert (config.train.log_beta_tilt, config.train.log_beta_ends) == (0.0, 0.0)
+    assert config.baseline.steps_for(config.train) == config.train.steps // 3  # 0.1's sweep share
+    assert stored_run_config(to_dict(RunConfig())) == RunConfig()  # 0.2's own files read back unchanged

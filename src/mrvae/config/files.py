@@ -47,6 +47,24 @@ _NESTED = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig, (
            (RunConfig, "eval"): EvalConfig, (RunConfig, "baseline"): BaselineConfig}
 
 
+def stored_run_config(values: dict[str, Any]) -> RunConfig:
+    """A ``RunConfig`` from a stored mapping (config.yaml, a checkpoint's run_config). A mapping written by
+    mrvae 0.1 (its model settings have no ``gate_input_scale``) meant the 0.1 recipe: gate input u as is,
+    log β uniform, and each β-VAE a third of the multi-rate steps when ``baseline.steps`` is null. It is
+    read with those meanings, so an old run resumes and rebuilds exactly; anything else as ``from_dict``."""
+    if not isinstance(values, dict):
+        raise ValueError(f"RunConfig expects a mapping, got {type(values).__name__}")
+    model, train = values.get("model"), values.get("train")
+    if isinstance(model, dict) and model and "gate_input_scale" not in model:
+        values = {**values, "model": {**model, "gate_input_scale": 1.0}}
+        if isinstance(train, dict):
+            values["train"] = {"log_beta_tilt": 0.0, "log_beta_ends": 0.0, **train}
+        baseline = values.get("baseline")
+        if isinstance(baseline, dict) and baseline.get("steps") is None and isinstance(train, dict):
+            values["baseline"] = {**baseline, "steps": max(1, int(train.get("steps", 1800)) // 3)}
+    return from_dict(RunConfig, values)
+
+
 def save_yaml(config: RunConfig, path: Path) -> None:
     """Write ``config`` as YAML to ``path`` atomically: a temporary file in the same folder, flushed and
     fsync'ed, then renamed over ``path`` (a kill leaves the old file or the new one, never a torn one)."""
@@ -75,4 +93,4 @@ def load_yaml(path: Path) -> RunConfig:
     if not isinstance(values, dict) or not values:
         raise ValueError(f"{path} holds no settings (found {type(values).__name__}); expected a YAML mapping "
                          f"written by mrvae")
-    return from_dict(RunConfig, values)
+    return stored_run_config(values)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..beta import BetaRange, Choice
-from ..config import RunConfig, from_dict
+from ..config import RunConfig, stored_run_config
 from ..data.base import DataInfo
 from ..layers import Conditioning
 from ..models import TCVAE, VAE
@@ -133,7 +133,7 @@ def build_library_model(meta: dict) -> VAE:
         raise ValueError(f"this library export's config lacks {' and '.join(missing)} (it was written with a "
                          "config of your own): pass build=... that makes the plain model from that config")
     try:
-        run_config = from_dict(RunConfig, config["run_config"])
+        run_config = stored_run_config(config["run_config"])
         info = DataInfo(**config["data_info"])
         inputs = meta.get("build_inputs", {})
         beta = float(meta["beta"])

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..beta import BetaRange
-from ..config import Method, RunConfig, from_dict, to_dict
+from ..config import Method, RunConfig, stored_run_config, to_dict
 from ..convert.export import CONFIG_FILE, ExportPaths, ExportSource, export_checkpoint, load_exported, \
     read_export_config
 from ..convert.make import make_multirate
@@ -132,7 +132,7 @@ def _load_export(folder: Path, build: Callable[[dict], nn.Module] | None,
         config = meta["config"]
         library = meta["source"] == ExportSource.LIBRARY.value and build is None
         method = Method(config["method"]) if library and config.get("method") else None
-        return LoadedVAE(model, method, from_dict(RunConfig, config["run_config"]) if library else None,
+        return LoadedVAE(model, method, stored_run_config(config["run_config"]) if library else None,
                          DataInfo(**config["data_info"]) if library else None, folder)
     plain = ModelConditioning(kind=Conditioning.NONE)
     return make_multirate(model, BetaRange(beta, beta), exclude=(), spec=plain, inplace=True)

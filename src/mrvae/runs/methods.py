@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..beta import BetaRange
-from ..config import EvalConfig, Method, ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
+from ..config import EvalConfig, Method, ModelConfig, RunConfig, TrainConfig, stored_run_config, to_dict
 from ..data import DataInfo, DataSplits, load_data
 from ..evaluation.curves import RDCurve
 from ..evaluation.evaluate import evaluate_curve
@@ -122,7 +122,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     """Rebuild a trained model from a checkpoint written by ``train_method`` (strict, weights_only)."""
     state = load_checkpoint(path)
     try:
-        config = from_dict(RunConfig, state["run_config"])
+        config = stored_run_config(state["run_config"])
         method = Method(state["method"])
         info = _data_info_from_dict(state["data_info"])
         beta_range = BetaRange(*state["beta_range"]) if "beta_range" in state \
