@@ -1,10 +1,11 @@
 """Gate functions of PAPER.md Eqn 7, the per-unit gate ``scale·σ(w·u + b)`` of standardised log β, FiLM,
-and the fused gate kernel ``GatedProduct`` (one autograd node for gate, product and ReLU)."""
+``gate_values`` (gates of many units in one pass) and the fused kernel ``GatedProduct`` (one autograd node
+for a layer's product with its gates and the ReLU)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -104,7 +105,8 @@ class UnitGate(nn.Module):
                 self.bias.fill_(inverse_gate_function(self.function, target))
 
     def pre_activation(self, u: Tensor) -> Tensor:
-        """(B, 1) u -> (B, out) pre-activation ``weight·u + bias``."""
+        """(B, 1) u -> (B, out) pre-activation ``weight·u + bias`` (``gate_values`` computes it with one
+        ``addcmul``, which may round the last bit differently)."""
         return u * self.weight + self.bias
 
     def forward(self, u: Tensor) -> Tensor:
@@ -140,27 +142,30 @@ class FilmConditioner(nn.Module):
         return 1.0 + delta, shift
 
 
-# ---- The fused gate kernel: ``[relu](y ⊙ scale·σ(weight·u + bias))`` as one autograd node ----
-#
-# Fused gating multiply: ``[relu](y ⊙ scale·σ(weight·u + bias))`` as one autograd node.
+# ---- The fused gate kernel: ``[relu](y ⊙ gate)`` as one autograd node, gates computed beforehand ----
 #
 # ``UnitGate(u)`` followed by ``y * gate.reshape(...)`` records six autograd nodes per conditioned layer,
 # keeps both ``y`` and the gated map alive for backward and allocates two full-size tensors in backward
 # (``grad * y`` and ``grad * gate``). On a CPU most of the time this costs is not arithmetic: the larger
 # working set makes glibc hand memory back to the OS after each step and fault it in again on the next
 # (thousands of minor page faults per step, slowing every op, the convolutions included).
-# ``GatedProduct`` computes the same values with
+#
+# The work is split in two. ``gate_values`` computes a layer's pre-activation ``pre = bias + u·weight``
+# (B or 1, C) in autograd (one ``addcmul``), and, outside autograd, ``gate = scale·σ(pre)`` and the
+# log-slope ``σ'(pre)/σ(pre)``. ``GatedProduct`` then does the
+# per-layer part as one node, with
 #
 # * the multiply written into ``y`` (``inplace``, for a fresh layer output) and an optional ReLU applied
 #   in place after it, so the only feature map it keeps is its own output, which the next layer keeps
 #   as its input anyway: a gated layer + ReLU then holds as much memory as the plain layer + ReLU;
 # * a backward that needs the output, not ``y``: ``d out / d pre = out·σ'(pre)/σ(pre)`` (``1 - σ`` for the
-#   sigmoid), so the gate's gradient is Σ_spatial grad·out times that, per example and unit; and
-# * the gradient of ``y`` written into the buffer of the ``grad * out`` temporary.
+#   sigmoid), so the gradient of ``pre`` is Σ_spatial grad·out times the log-slope, per example and unit
+#   (one ``einsum`` reduction, no map-sized temporary), and autograd takes it on to ``weight``, ``bias``
+#   (and ``u``) through the one ``addcmul``.
 #
-# Shapes: ``y`` (B, C) from a Linear or (B, C, *S) from a convolution (units along dim 1); ``u`` (B, 1)
-# or (1, 1) (one β shared by the batch); ``weight`` and ``bias`` (C,). The output has ``y``'s shape and
-# the dtype ``torch.result_type`` gives for ``y`` and the gate (as the unfused product does; the
+# Shapes: ``y`` (B, C) from a Linear or (B, C, *S) from a convolution (units along dim 1); ``pre``,
+# ``gate`` and ``log_slope`` (B, C) or (1, C) (one β shared by the batch). The output has ``y``'s shape
+# and the dtype ``torch.result_type`` gives for ``y`` and the gate (as the unfused product does; the
 # multiply is done out of place when that differs from ``y``'s dtype). Not twice differentiable
 # (``once_differentiable``); nothing in the package differentiates a gradient.
 
@@ -194,15 +199,37 @@ def gate_log_slope(function: GateFunction, pre: Tensor, value: Tensor) -> Tensor
     return torch.where(positive, gate_slope(function, pre, value) / torch.where(positive, value, 1.0), 0.0)
 
 
-class GatedProduct(torch.autograd.Function):
-    """``[relu](y ⊙ scale·σ(weight·u + bias))`` with units along dim 1; see the module docstring."""
+class GateValues(NamedTuple):
+    """One or more layers' gates at u: ``pre`` = bias + u·weight (in autograd), ``gate`` = scale·σ(pre)
+    and ``log_slope`` = σ'(pre)/σ(pre) (both outside autograd); each (B or 1, C)."""
 
-    @staticmethod
-    def forward(ctx: FunctionCtx, y: Tensor, u: Tensor, weight: Tensor, bias: Tensor,
-                function: GateFunction, scale: float, relu: bool, inplace: bool) -> Tensor:
-        pre = u * weight + bias  # (B or 1, C); not addcmul, whose fused rounding UnitGate.forward lacks
+    pre: Tensor
+    gate: Tensor
+    log_slope: Tensor
+
+    def split(self, sizes: list[int]) -> list[GateValues]:
+        """Cut the unit axis into consecutive blocks of ``sizes`` (one autograd node for ``pre``)."""
+        return [GateValues(*parts) for parts in zip(*(t.split(sizes, dim=1) for t in self))]
+
+
+def gate_values(u: Tensor, weight: Tensor, bias: Tensor, function: GateFunction, scale: float,
+                input_scale: float = 1.0) -> GateValues:
+    """(B or 1, 1) u and (C,) ``weight``, ``bias`` -> the ``GateValues`` of
+    ``scale·σ(bias + (input_scale·u)·weight)``."""
+    pre = torch.addcmul(bias, u, weight, value=input_scale)  # (B or 1, C)
+    with torch.no_grad():
         value = gate_function(function, pre)
         gate = value if scale == 1.0 else value * scale
+        log_slope = gate_log_slope(function, pre, value)
+    return GateValues(pre, gate, log_slope)
+
+
+class GatedProduct(torch.autograd.Function):
+    """``[relu](y ⊙ gate)`` with units along dim 1 and gradients to ``y`` and ``pre``; see the comment above."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, y: Tensor, pre: Tensor, gate: Tensor, log_slope: Tensor, relu: bool,
+                inplace: bool) -> Tensor:
         gate_view = gate.view(gate.shape + (1,) * (y.dim() - 2))
         if inplace and y._base is None and not (y.is_leaf and y.requires_grad) \
                 and torch.result_type(y, gate) == y.dtype:
@@ -212,33 +239,30 @@ class GatedProduct(torch.autograd.Function):
             out = y * gate_view
         if relu:
             out.relu_()
-        ctx.save_for_backward(out, u, weight, pre, value, gate)
-        ctx.function, ctx.relu = function, relu  # type: ignore[attr-defined]
+        ctx.save_for_backward(out, gate, log_slope)
+        ctx.relu = relu  # type: ignore[attr-defined]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        out, u, weight, pre, value, gate = ctx.saved_tensors
-        need_y, need_u, need_weight, need_bias = ctx.needs_input_grad[:4]
-        grad_y = grad_u = grad_weight = grad_bias = None
+        out, gate, log_slope = ctx.saved_tensors
+        need_y, need_pre = ctx.needs_input_grad[:2]
+        grad_y = grad_pre = None
         gate_view = gate.view(gate.shape + (1,) * (out.dim() - 2))
         product = None
-        if need_u or need_weight or need_bias:
-            # Σ grad·out over the spatial dims; with the ReLU, grad·[out > 0]·out is the same product
-            product = grad * out  # (B, C, *S)
-            dgate = product.sum(tuple(range(2, out.dim()))) if out.dim() > 2 else product  # (B, C)
+        if need_pre:
+            # Σ grad·out over the spatial dims (with the ReLU, grad·[out > 0]·out is the same product): one
+            # reduction reading both maps for a feature map, the elementwise product for a (B, C) output
+            if out.dim() > 2:
+                dgate = torch.einsum("bc...,bc...->bc", grad, out)  # (B, C)
+            else:
+                dgate = product = grad * out
             if gate.shape[0] != dgate.shape[0]:  # one gate row shared by the batch
                 dgate = dgate.sum(0, keepdim=True)
-            dpre = dgate * gate_log_slope(ctx.function, pre, value)
-            if need_weight:
-                grad_weight = (dpre * u).sum(0)
-            if need_bias:
-                grad_bias = dpre.sum(0)
-            if need_u:
-                grad_u = (dpre * weight).sum(1, keepdim=True)
+            grad_pre = dgate * log_slope
         if need_y:
-            # the (B, C) gradients above no longer need product, so grad_y may overwrite it
+            # grad_pre no longer needs product, so grad_y may overwrite it
             dtype = torch.result_type(grad, gate_view)
             reusable = product is not None and product.shape == grad.shape and product.dtype == dtype == grad.dtype
             if ctx.relu:
@@ -247,14 +271,14 @@ class GatedProduct(torch.autograd.Function):
                 grad_y = grad_y.mul_(gate_view) if grad_y.dtype == dtype else grad_y * gate_view
             else:
                 grad_y = torch.mul(grad, gate_view, out=product) if reusable else grad * gate_view
-        return grad_y, grad_u, grad_weight, grad_bias, None, None, None, None
+        return grad_y, grad_pre, None, None, None, None
 
 
 def gated_product(y: Tensor, u: Tensor, weight: Tensor, bias: Tensor,
                   function: GateFunction = GateFunction.SIGMOID, scale: float = 1.0, relu: bool = False,
                   inplace: bool = False) -> Tensor:
     """``y * (scale·σ(weight·u + bias))``, then ReLU if ``relu``, broadcast over dims 2+: y (B, C, ...),
-    u (B, 1) or (1, 1), weight and bias (C,) -> y's shape; one autograd node (module docstring).
+    u (B, 1) or (1, 1), weight and bias (C,) -> y's shape (``gate_values`` then ``GatedProduct``).
 
     ``inplace``: write the result into ``y`` (when y is not a view and keeps its dtype), for a ``y``
     nothing else holds, such as a layer's fresh output; the caller's ``y`` is then the result.
@@ -264,4 +288,5 @@ def gated_product(y: Tensor, u: Tensor, weight: Tensor, bias: Tensor,
                          f"weight {tuple(weight.shape)}, bias {tuple(bias.shape)}")
     if u.dim() != 2 or u.shape[1] != 1 or u.shape[0] not in (1, y.shape[0]):
         raise ValueError(f"gated_product expects u of shape ({y.shape[0]}, 1) or (1, 1), got {tuple(u.shape)}")
-    return GatedProduct.apply(y, u, weight, bias, GateFunction(function), float(scale), bool(relu), bool(inplace))
+    values = gate_values(u, weight, bias, GateFunction(function), float(scale))
+    return GatedProduct.apply(y, values.pre, values.gate, values.log_slope, bool(relu), bool(inplace))

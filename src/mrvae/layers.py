@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from .beta import Choice
-from .gates import FilmConditioner, GatedProduct, GateFunction, GateInit, UnitGate
+from .gates import (FilmConditioner, GatedProduct, GateFunction, GateInit, GateValues, UnitGate, gate_function,
+                    gate_values)
 
 
 class Conditioning(Choice):
@@ -117,6 +118,24 @@ def unit_axis(base: nn.Module) -> int:
     return -1 if isinstance(base, (nn.Linear, nn.Embedding)) else 1
 
 
+class GateMode(Choice):
+    """How a layer takes its gates: ``feature-map`` (``GateValues`` for the fused ``GatedProduct`` node) or
+    ``units`` (``scale·σ(pre)`` in autograd, multiplied into a Linear's (B, C) output)."""
+
+    FEATURE_MAP = "feature-map"
+    UNITS = "units"
+
+
+def gates_of(mode: GateMode, u: Tensor, weight: Tensor, bias: Tensor, function: GateFunction,
+             scale: float, input_scale: float = 1.0) -> GateValues | Tensor:
+    """(B or 1, 1) u and (C,) ``weight``, ``bias`` -> the gates ``scale·σ(bias + (input_scale·u)·weight)``
+    (B or 1, C) in ``mode``'s form; one ``addcmul`` makes the pre-activation."""
+    if mode is GateMode.FEATURE_MAP:
+        return gate_values(u, weight, bias, function, scale, input_scale)
+    gate = gate_function(function, torch.addcmul(bias, u, weight, value=input_scale))
+    return gate if scale == 1.0 else gate * scale
+
+
 class ConditionedLayer(BetaConditioned):
     """A ``base`` layer whose per-unit (per-channel) output is conditioned on u, see module docstring.
 
@@ -154,21 +173,41 @@ class ConditionedLayer(BetaConditioned):
         scale = self.spec.gate_input_scale
         return u * scale if self.gate is not None and scale != 1.0 else u
 
+    def own_gates(self, u: Tensor, mode: GateMode) -> GateValues | Tensor:
+        """(B or 1, 1) u -> this layer's gates ``scale·σ(bias + (gate_input_scale·u)·weight)`` (B or 1, out):
+        ``GateValues`` for the fused node (``FEATURE_MAP``), or in autograd (``UNITS``)."""
+        gate = self.gate
+        assert isinstance(gate, UnitGate)
+        return gates_of(mode, u, gate.weight, gate.bias, gate.function, gate.scale, self.spec.gate_input_scale)
+
+    def gate_mode(self, y: Tensor) -> GateMode | None:
+        """How this layer's ``UnitGate`` is applied to its output ``y``: ``FEATURE_MAP`` for a (B, C, *S) map,
+        ``UNITS`` for a Linear's (B, C), ``None`` (the module's own forward) for anything else, a stand-in
+        gate module, or inside ``torch.compile``, which fuses the plain ops itself."""
+        if type(self.gate) is not UnitGate or torch.compiler.is_compiling():
+            return None
+        if y.dim() == 2:
+            return GateMode.UNITS
+        return GateMode.FEATURE_MAP if y.dim() > 2 and self.unit_dim == 1 else None
+
     def forward(self, x: Tensor, u: Tensor | None = None, relu: bool = False) -> Tensor:
         """(B, in, ...) input and (B, 1) u -> (B, out, ...) output ((B, ..., out) for Linear and Embedding);
-        ``relu`` applies a ReLU after the conditioning (fused into the gate's autograd node, so no extra
-        feature map is kept for backward)."""
+        ``relu`` applies a ReLU after the conditioning (fused into the gate's autograd node for feature
+        maps, so no extra map is kept for backward)."""
         y = self.base(x)
         if self.spec.kind is Conditioning.NONE:
             return torch.relu(y) if relu else y
-        u = self.gate_input(check_u(u, y.shape[0], type(self).__name__))
-        if type(self.gate) is UnitGate and self.unit_dim == 1 and y.dim() > 2:
-            # feature maps: one autograd node for gate(u) ⊙ y (gates.GatedProduct), written into y, a fresh
-            # tensor of base's, unless a hook on base may hold on to y. Not for a Linear's (B, out):
-            # there the Python node costs more than it saves.
-            gate = self.gate
-            return GatedProduct.apply(y, u, gate.weight, gate.bias, gate.function, gate.scale, relu,
-                                      not _has_hooks(self.base))
+        u = check_u(u, y.shape[0], type(self).__name__)
+        mode = self.gate_mode(y)
+        if mode is not None:
+            gates = self.own_gates(u, mode)
+            if isinstance(gates, GateValues):
+                # one autograd node for gate ⊙ y (gates.GatedProduct), written into y, a fresh tensor of
+                # base's, unless a hook on base may hold on to y
+                return GatedProduct.apply(y, gates.pre, gates.gate, gates.log_slope, relu, not _has_hooks(self.base))
+            gates = self.per_unit(gates, y)
+            return torch.relu(y) * gates if relu else y * gates  # gates >= 0: relu(y)·g = relu(y·g)
+        u = self.gate_input(u)
         if self.gate is not None:  # also a stand-in module (e.g. a benchmark's diagnostic): plain autograd
             y = y * self.per_unit(self.gate(u), y)
         else:
@@ -250,15 +289,15 @@ def _has_hooks(module: nn.Module) -> bool:
 
 
 def _fusable_relus(layers: nn.ModuleList) -> set[int]:
-    """Indices of gated convolutional ``ConditionedLayer``s followed by an ``nn.ReLU``: these run the ReLU inside
+    """Indices of gated ``ConditionedLayer``s followed by an ``nn.ReLU``: these run the ReLU inside
     their gate node (same values; the gated feature map is the one tensor kept for backward). Layers
     or ReLUs carrying hooks are left alone, so every hook still sees its module run."""
     found = set()
     for index in range(len(layers) - 1):
         layer, after = layers[index], layers[index + 1]
         if (type(after) is nn.ReLU and isinstance(layer, ConditionedLayer) and type(layer.gate) is UnitGate
-                and layer.unit_dim == 1
                 and type(layer).forward is ConditionedLayer.forward
                 and not _has_hooks(after) and not _has_hooks(layer)):
             found.add(index)
     return found
+

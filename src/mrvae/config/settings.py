@@ -137,6 +137,7 @@ class TrainConfig:
         optimizer: adam, adamw or adamax, over every parameter (base weights and gates alike).
         weight_decay: Weight decay of the optimiser (decoupled for adamw).
         schedule: warmup-cosine or constant (after the warm-up).
+        compile: Run the training forward through torch.compile (TorchInductor, which needs a C++ compiler on a CPU); the same losses as eager up to float rounding, after a one-off compilation of tens of seconds (docs/results.md §12).
     """
 
     steps: int = 1800
@@ -159,8 +160,11 @@ class TrainConfig:
     optimizer: Optimizer = Optimizer.ADAM
     weight_decay: float = 0.0
     schedule: Schedule = Schedule.WARMUP_COSINE
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, got {self.compile!r}")
         object.__setattr__(self, "beta_sampling", BetaSampling(self.beta_sampling))
         object.__setattr__(self, "precision", Precision(self.precision))
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))

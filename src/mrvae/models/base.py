@@ -54,6 +54,39 @@ def prior_draws(n: int, latent_dim: int, generator: torch.Generator | None = Non
     return z if device is None else z.to(device)
 
 
+class NoiseSource:
+    """Where ``VAE.reparameterise`` takes its ε ~ N(0, I) when given this instead of a ``torch.Generator``.
+
+    Recording (``draws=None``): fresh draws from ``generator``, noting each draw's shape, device and dtype in
+    ``shapes``. Replaying (``draws`` given, e.g. ``NoiseSource.drawn(generator, shapes)``): the draws made
+    beforehand, in order. A compiled forward (``--train.compile``) replays: torch.compile cannot trace a
+    ``torch.Generator``, so the trainer draws the step's noise outside the compiled graph, from the
+    generator, with the shapes of an eager step: the very values an eager step would draw.
+    """
+
+    def __init__(self, generator: torch.Generator | None, draws: list[Tensor] | None = None) -> None:
+        self.generator, self.draws, self.taken = generator, draws, 0
+        self.shapes: list[tuple[tuple[int, ...], torch.device, torch.dtype]] = []
+
+    @classmethod
+    def drawn(cls, generator: torch.Generator | None,
+              shapes: list[tuple[tuple[int, ...], torch.device, torch.dtype]]) -> NoiseSource:
+        """A replaying source holding one draw per recorded (shape, device, dtype), drawn now, in order."""
+        return cls(generator, [torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                               for shape, device, dtype in shapes])
+
+    def standard_normal(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The next ε of ``shape``: drawn now (recording) or the next draw made beforehand (replaying)."""
+        if self.draws is None:
+            self.shapes.append((tuple(shape), device, dtype))
+            return torch.randn(shape, generator=self.generator, device=device, dtype=dtype)
+        eps = self.draws[self.taken]
+        self.taken += 1
+        if eps.shape != shape:
+            raise RuntimeError(f"pre-drawn noise of shape {tuple(eps.shape)} where the model asks for {tuple(shape)}")
+        return eps
+
+
 class VAE(nn.Module):
     """Base class: subclasses implement ``encode(x, u)`` and ``decode(z, u)``.
 
@@ -140,8 +173,12 @@ class VAE(nn.Module):
 
     @staticmethod
     def reparameterise(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """(B, k) mean, log-variance -> (B, k) sample z = mean + exp(log_var/2)·ε, ε from ``generator``."""
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        """(B, k) mean, log-variance -> (B, k) sample z = mean + exp(log_var/2)·ε, ε from ``generator``
+        (a ``torch.Generator``, ``None`` for torch's global one, or a ``NoiseSource``)."""
+        if isinstance(generator, NoiseSource):
+            eps = generator.standard_normal(mean.shape, mean.device, mean.dtype)
+        else:
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + torch.exp(0.5 * log_var) * eps
 
     def forward(self, x: Tensor, u: Tensor | None = None, generator: torch.Generator | None = None,

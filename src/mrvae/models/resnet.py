@@ -26,7 +26,7 @@ class ResidualBlock(BetaConditioned):
         self.outer = ConditionedConv2d(hidden_channels, channels, 3, 1, 1, spec=conditioning, role=role)
 
     def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
-        return x + self.outer(torch.relu(self.inner(x, u)), u)
+        return x + self.outer(self.inner(x, u, relu=True), u)
 
 
 class ResNetVAE(ImageVAE):

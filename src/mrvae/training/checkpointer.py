@@ -9,23 +9,24 @@ from typing import Any
 import torch
 
 from ..config import __version__
-from ..config import to_dict
+from ..config import TrainConfig, to_dict
 from .checkpoint import CheckpointError, check_checkpoint_folder, estimate_checkpoint_bytes, load_checkpoint, save_checkpoint
 from .distributed import run_on_main
 from .reporting import MetricsWriter
 from .trainer import NonFiniteError, Trainer
 
 #: Training settings that may differ between a checkpoint and the run that resumes it: they change
-#: where files go and how often, not the trajectory.
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "device"})
+#: where files go and how often, or how fast the same steps run (``compile`` rounds differently, no more).
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "device", "compile", "loader_workers"})
 
 
 def _check_same_settings(path: Path, saved: object, current: dict[str, Any]) -> None:
     """``CheckpointError`` naming each training setting that differs from the checkpoint's."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"checkpoint {path} is malformed (no 'train_config' entry); it cannot be resumed")
-    differ = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in current.items()
-              if key not in RESUMABLE_CHANGES and saved.get(key) != value]
+    defaults = to_dict(TrainConfig())  # a setting newer than the checkpoint had its default value then
+    differ = [f"{key} {saved.get(key, defaults.get(key))!r} -> {value!r}" for key, value in current.items()
+              if key not in RESUMABLE_CHANGES and saved.get(key, defaults.get(key)) != value]
     differ += [f"{key} {saved[key]!r} (unknown to this version)" for key in saved if key not in current]
     if differ:
         raise CheckpointError(f"checkpoint {path} was trained with other settings: {'; '.join(differ)}; resume "

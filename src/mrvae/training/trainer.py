@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..beta import BetaRange
 from ..config import Optimizer, TrainConfig
 from ..data.base import DataSplits, batch_of
-from ..models.base import VAE
+from ..models.base import VAE, NoiseSource
 from .checkpoint import CheckpointError, load_model_state, rng_state, set_rng_state
 from .distributed import DistInfo, Reduce, all_reduce, gather_objects, rank_seed
 from .runtime import autocast, check_precision, grad_scaler
@@ -37,7 +37,7 @@ class _Objective(nn.Module):
         self.vae = vae
 
     def forward(self, x: Tensor, beta: Tensor, u: Tensor,
-                generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+                generator: torch.Generator | NoiseSource) -> tuple[Tensor, Tensor, Tensor]:
         per_example, out = self.vae.objective(x, beta, u, generator)
         return per_example, out.rate, out.distortion
 
@@ -77,6 +77,9 @@ class Trainer:
         if info.is_distributed:
             objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         self.objective = objective
+        # compiled: the forward and its backward as fused kernels, the noise drawn outside (see _noise)
+        self.compiled = torch.compile(objective) if config.compile else None
+        self.noise_shapes: list | None = None
         self.optimizer = make_optimizer(model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, learning_rate_lambda(config))
         self.precision = check_precision(device, config.precision)
@@ -164,6 +167,16 @@ class Trainer:
                                  f"{self.skipped_in_a_row} steps in a row (scale now {self.scaler.get_scale():.3g}; "
                                  f"{beta_text})")
 
+    def _objective_and_noise(self) -> tuple[nn.Module, torch.Generator | NoiseSource]:
+        """The objective to call and where its noise comes from: eager with the generator; compiled, the first
+        step of a ``fit`` runs eagerly and records the shapes of its noise, and every later step runs the
+        compiled graph on noise drawn beforehand from the generator in those shapes (the same values)."""
+        if self.compiled is None:
+            return self.objective, self.generator
+        if self.noise_shapes is None:
+            return self.objective, NoiseSource(self.generator)
+        return self.compiled, NoiseSource.drawn(self.generator, self.noise_shapes)
+
     def train_step(self) -> dict[str, Tensor]:
         """One optimisation step on this rank's shard of the global batch -> its mean loss, rate, distortion."""
         started = time.perf_counter()
@@ -177,8 +190,11 @@ class Trainer:
                                       ends=config.log_beta_ends or 0.0).to(self.device)
         u = self.model.u_of(beta, checked=False)  # β drawn here from the model's own range
         self.model.train()
+        objective, noise = self._objective_and_noise()
         with autocast(self.device, self.precision):
-            per_example, rate, distortion = self.objective(x, beta * kl_weight(self.step, config), u, self.generator)
+            per_example, rate, distortion = objective(x, beta * kl_weight(self.step, config), u, noise)
+        if isinstance(noise, NoiseSource) and noise.draws is None:
+            self.noise_shapes = noise.shapes
         loss = per_example.float().mean()
         rate, distortion = rate.detach().float().mean(), distortion.detach().float().mean()
         self.optimizer.zero_grad(set_to_none=True)
