@@ -155,3 +155,32 @@ def test_sweep_share_and_the_single_process_fallbacks():
     assert run_on_every_rank(lambda: 5) == [5]
     with pytest.raises(KeyError, match="boom"):
         run_on_every_rank(lambda: {}["boom"])
+
+
+def test_metrics_appends_wait_for_a_rewrite_and_land_in_the_new_file(tmp_path):
+    """What keeps two ranks' lines in one metrics.jsonl: an append waits while another process holds the
+    file's lock (a resume's rewrite does), then goes to the file that replaced the locked one."""
+    import fcntl
+    import threading
+
+    from mrvae.training.reporting import MetricsWriter
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"tag": "other", "step": 1}\n')
+    writer = MetricsWriter(path, "beta-vae@0.5", torch.device("cpu"), 1)
+    writer.add({"loss": torch.tensor(3.0), "rate": torch.tensor(1.0), "distortion": torch.tensor(2.0)})
+    with open(path, "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as a rewrite in another process holds it
+        thread = threading.Thread(target=writer.write, args=(2, 1e-3, 0.5))
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive() and path.read_text() == '{"tag": "other", "step": 1}\n'  # waiting
+        replacement = tmp_path / "rewritten"
+        replacement.write_text('{"tag": "other", "step": 1, "rewritten": true}\n')
+        os.replace(replacement, path)  # the rewrite lands, then the lock is released
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0] == {"tag": "other", "step": 1, "rewritten": True}
+    assert lines[1]["tag"] == "beta-vae@0.5" and lines[1]["step"] == 2 and lines[1]["loss"] == 3.0
+    assert len(lines) == 2

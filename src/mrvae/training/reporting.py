@@ -103,7 +103,10 @@ def _appending(path: Path) -> Iterator[TextIO]:
     opens and locks the new one instead."""
     while True:
         handle = open(path, "a", encoding="utf-8")
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        except OSError:  # a file system without locks: appends as before, unguarded
+            break
         try:
             current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
         except FileNotFoundError:
