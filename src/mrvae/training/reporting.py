@@ -102,20 +102,23 @@ def _appending(path: Path) -> Iterator[TextIO]:
     rewrites take turns. A rewrite replaces the file: a waiter that then holds the lock of the old file
     opens and locks the new one instead."""
     while True:
-        handle = open(path, "a", encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # the lock's own descriptor
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
         except OSError:  # a file system without locks: appends as before, unguarded
             break
         try:
-            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             current = False
         if current:
             break
-        handle.close()
-    with handle:
-        yield handle
+        os.close(fd)
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            yield handle
+    finally:
+        os.close(fd)
 
 
 class TensorBoardScalars:
