@@ -60,8 +60,9 @@ def cmd_run(args: Any) -> int:
     """Train every method of the run, write curves, the comparison table, the plot and the report.
 
     Everything that can be checked is checked before the folder is made; resuming a finished run
-    prints its table and changes nothing. Under torchrun every rank trains and evaluates its shard;
-    rank 0 alone writes and prints.
+    prints its table and changes nothing. Under torchrun every rank trains and evaluates its shard of
+    the MR-VAE / YOTO with DDP and its own βs of the β-VAE sweep alone (``runs.baselines``); rank 0
+    alone writes the curves, the table and the report.
     """
     config = run_config_from(args)
     info, _ = init_distributed(config.train.device)  # under torchrun: join the group before rank 0 writes --out

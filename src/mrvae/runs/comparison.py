@@ -95,7 +95,8 @@ def rows_from_curve(curve: RDCurve) -> list[dict[str, float]]:
 def compare_methods(config: RunConfig, data: DataSplits, run: RunDir, resume: bool = False,
                     log: LogFn | None = None, progress_bar: bool = False) -> tuple[dict[Method, RDCurve], Comparison]:
     """Train and evaluate each method of ``config.methods`` in turn -> its curve, and the per-β table
-    at the baseline βs. Rank 0 writes each curve to ``run`` as soon as it exists."""
+    at the baseline βs. Rank 0 writes each curve to ``run`` as soon as it exists. In a process group
+    every rank must call it: multi-rate models train with DDP, the β-VAE sweep is spread (``run_sweep``)."""
     curves: dict[Method, RDCurve] = {}
     comparison = Comparison(list(config.baseline.betas))
     for method in config.methods:

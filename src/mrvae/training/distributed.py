@@ -12,8 +12,10 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -28,6 +30,13 @@ T = TypeVar("T")
 #: Odd 64-bit stride (the golden ratio) separating the seeds of different ranks.
 _RANK_SEED_STRIDE = 0x9E3779B97F4A7C15
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+#: How long ``run_on_every_rank`` waits for the slowest rank: its ranks finish their own work (a β-VAE
+#: each) at different times, far apart for long trainings. A rank that dies ends the job anyway
+#: (torchrun stops the others), so this only bounds a wait, not a failure.
+PATIENT_TIMEOUT = timedelta(days=7)
+
+_alone = 0  # > 0 inside single_process(): current() reports one process
+_patient_group: Any = None  # the gloo group of run_on_every_rank, made on its first call
 
 
 class Backend(Choice):
@@ -73,11 +82,33 @@ def backend_for(device: torch.device) -> Backend:
 
 
 def current() -> DistInfo:
-    """The ``DistInfo`` of the initialised process group, or a single process when there is none."""
+    """The ``DistInfo`` of the initialised process group, or a single process when there is none (or
+    inside ``single_process()``)."""
+    if _alone:
+        return DistInfo()
+    return _group_info()
+
+
+def _group_info() -> DistInfo:
     if not (dist.is_available() and dist.is_initialized()):
         return DistInfo()
     local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
     return DistInfo(dist.get_rank(), dist.get_world_size(), local)
+
+
+@contextmanager
+def single_process() -> Iterator[DistInfo]:
+    """``with single_process() as job:`` this rank acts as a one-process run until the block ends:
+    ``current()`` is ``DistInfo()``, so ``fit`` trains without DDP on ``train.batch_size`` examples per
+    step with rank 0's seed, writes its own files, and the evaluation covers every batch, with no
+    collective. ``job`` is the real place in the process group (the group itself is left as it is)."""
+    global _alone
+    job = _group_info()
+    _alone += 1
+    try:
+        yield job
+    finally:
+        _alone -= 1
 
 
 def is_main_process() -> bool:
@@ -113,8 +144,8 @@ def init_distributed(device: str = "auto", env: Mapping[str, str] | None = None)
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend.value, init_method="env://", rank=info.rank, world_size=world)
         atexit.register(_destroy)
-    if resolved.type == "cuda" and info.is_distributed:
-        resolved = torch.device("cuda", info.local_rank)
+    if resolved.type == "cuda" and _group_info().is_distributed:  # a rank alone keeps its own GPU
+        resolved = torch.device("cuda", _group_info().local_rank)
     return info, resolved
 
 
@@ -129,6 +160,8 @@ def _int_var(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _destroy() -> None:
+    global _patient_group
+    _patient_group = None
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -205,3 +238,39 @@ def _picklable(obj: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def run_on_every_rank(fn: Callable[[], T]) -> list[T]:
+    """Call ``fn`` on every rank (alone, typically inside ``single_process()``) -> every rank's result, in
+    rank order, on every rank; ``[fn()]`` for one process.
+
+    The ranks may finish at very different times: the results are gathered over a gloo group that
+    waits up to ``PATIENT_TIMEOUT``. If ``fn`` raised on any rank, every rank raises after the gather:
+    its own exception, or else that of the lowest failing rank, so no rank hangs on the others.
+    """
+    info = current()
+    if not info.is_distributed:
+        return [fn()]
+    group = _patient()
+    try:
+        outcome = (True, fn())
+    except (Exception, KeyboardInterrupt) as exc:  # shipped to the other ranks, re-raised below
+        outcome = (False, exc)
+    shipped = outcome if outcome[0] or _picklable(outcome[1]) else \
+        (False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]}"))
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, shipped, group=group)
+    if not outcome[0]:
+        raise outcome[1]
+    failed = [value for ok, value in gathered if not ok]
+    if failed:
+        raise failed[0]
+    return [value for _, value in gathered]
+
+
+def _patient() -> Any:
+    """The gloo process group of ``run_on_every_rank`` (made once, by every rank: a collective)."""
+    global _patient_group
+    if _patient_group is None:
+        _patient_group = dist.new_group(backend=Backend.GLOO.value, timeout=PATIENT_TIMEOUT)
+    return _patient_group

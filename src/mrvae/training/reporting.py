@@ -3,12 +3,15 @@ TensorBoard scalars), and its progress."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch import Tensor
@@ -51,6 +54,10 @@ class MetricsWriter:
         writes again. The file is rewritten atomically; other tags' lines are kept in order."""
         if self.path is None or not self.path.exists():
             return
+        with _appending(self.path):  # no line of another process's fit is lost in the rewrite
+            self._drop_after(step)
+
+    def _drop_after(self, step: int) -> None:
         kept = []
         text = self.path.read_text(encoding="utf-8")
         lines = text.splitlines()
@@ -75,7 +82,7 @@ class MetricsWriter:
         if self.path is not None:
             record = {"tag": self.tag, "step": step, **self.last, "lr": lr, "wall_time_s": round(wall_time_s, 3)}
             try:
-                with open(self.path, "a", encoding="utf-8") as handle:
+                with _appending(self.path) as handle:
                     handle.write(json.dumps(record) + "\n")
             except OSError as exc:  # a full disk: name the file (write errors do not)
                 if exc.filename is not None:
@@ -86,6 +93,32 @@ class MetricsWriter:
         self.sums.zero_()
         self.count = 0
         return self.last
+
+
+@contextmanager
+def _appending(path: Path) -> Iterator[TextIO]:
+    """``path`` open for appending, under an exclusive ``flock`` for the block: the ranks of a spread β-VAE
+    sweep (``runs.baselines``) append to one metrics file and may rewrite it on resume, so appends and
+    rewrites take turns. A rewrite replaces the file: a waiter that then holds the lock of the old file
+    opens and locks the new one instead."""
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # the lock's own descriptor
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+        except OSError:  # a file system without locks: appends as before, unguarded
+            break
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            yield handle
+    finally:
+        os.close(fd)
 
 
 class TensorBoardScalars:
