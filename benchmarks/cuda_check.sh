@@ -29,3 +29,6 @@ for precision in 32 16-mixed bf16-mixed; do  # defaults in fp32; a shorter run f
 done
 timeout 120 $PY benchmarks/conv_step_overhead.py --device cuda --width 1 --repeats 100 --out "$OUT_DIR" \
   --tag _cuda_w1 --profile-steps 5 2>&1 | tail -30
+# issue 17 (d): gated / plain through Trainer.train_step at batch 128, eager and compiled, on the GPU
+timeout 300 $PY benchmarks/gate_overhead.py --device cuda --archs resnet conv mlp --batch-size 128 --repeats 50 \
+  --variants compiled compiled-none --json "$OUT_DIR/gate_overhead_cuda.json" 2>&1 | grep -v Warning | tail -20
