@@ -8,7 +8,8 @@ of the median step times gate / none is printed per architecture, for the wall c
 calling thread's CPU time (steadier on a shared machine; use one thread), with images per second.
 ``--variants compiled compiled-none`` adds the two models with the step's forward under
 ``torch.compile``, as ``--train.compile true`` runs it (compile time is spent in the warm-up and reported);
-``autograd`` a gated model whose feature maps are gated in plain autograd instead of ``gates.GatedProduct``.
+``autograd`` a gated model whose gates run in plain autograd instead of the fused nodes (``gates.GatedUnits``
+for Linear layers, ``gates.GatedProduct`` for feature maps).
 
 Acceptance goals (issue 17): ≤ 1.03 for ResNet (width 1) and ConvVAE, ≤ 1.10 for the default MLP; every
 architecture (mlp, linear, conv, resnet, hierarchical, tcvae, lstm) can be timed, with its images
@@ -34,8 +35,7 @@ import torch
 
 from mrvae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mrvae.data.base import ArrayDataset, DataInfo, DataSplits
-from mrvae.gates import UnitGate
-from mrvae.layers import ConditionedLayer, Conditioning, GateMode
+from mrvae.layers import ConditionedLayer, Conditioning
 from mrvae.models.registry import build_model
 from mrvae.training.distributed import DistInfo
 from mrvae.training.trainer import Trainer
@@ -66,17 +66,12 @@ class Case:
         if self.variant != "autograd":
             self.trainer.train_step()
             return
-        original = ConditionedLayer.gate_mode
-        ConditionedLayer.gate_mode = _autograd_mode  # type: ignore[method-assign]
-        try:
+        original = ConditionedLayer.fused_gate_kind
+        ConditionedLayer.fused_gate_kind = lambda layer, y: None  # type: ignore[method-assign]
+        try:  # diagnostic: every gate in plain autograd (``y * gate``), no fused node
             self.trainer.train_step()
         finally:
-            ConditionedLayer.gate_mode = original  # type: ignore[method-assign]
-
-
-def _autograd_mode(layer: ConditionedLayer, y: torch.Tensor) -> GateMode | None:
-    """Diagnostic: every gate in plain autograd (``y * gate``), feature maps included, no fused node."""
-    return GateMode.UNITS if type(layer.gate) is UnitGate else None
+            ConditionedLayer.fused_gate_kind = original  # type: ignore[method-assign]
 
 
 def make_case(arch: str, variant: str, width: float, batch_size: int, seed: int,

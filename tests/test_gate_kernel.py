@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrvae.gates import GatedProduct, gate_slope, gate_values, gated_product
+from mrvae.gates import GatedProduct, GatedUnits, gate_slope, gate_values, gated_product
 from mrvae.gates import SQRT_GATE_FLOOR, GateFunction, UnitGate, gate_function, sqrt_gate
 from mrvae.layers import (Conditioning, ConditionedConv2d, ConditionedLinear, ConditionedSequential,
                           ModelConditioning, _fusable_relus)
@@ -118,8 +118,11 @@ def test_conditioned_layer_uses_the_fused_node_with_unchanged_parameters(functio
     x = torch.randn((5, 6) if isinstance(layer, ConditionedLinear) else (5, 2, 6, 6))
     u = torch.randn(5, 1)
     out = layer(x, u)
-    fused = "GatedProduct" in type(out.grad_fn).__name__
-    assert fused == isinstance(layer, ConditionedConv2d)  # a Linear's (B, out): the gate in autograd, fewer ops
+    node = type(out.grad_fn).__name__
+    if isinstance(layer, ConditionedConv2d):
+        assert "GatedProduct" in node
+    else:  # a Linear's (B, out): its own node for the sigmoid gate, plain autograd for the sqrt gate
+        assert ("GatedUnits" in node) == (function is GateFunction.SIGMOID), node
     expected = layer.base(x) * _expand(layer.gate(u), out.dim())
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
     params = [layer.base.weight, layer.gate.weight, layer.gate.bias]
@@ -214,3 +217,28 @@ def test_a_hook_on_the_base_convolution_sees_its_own_output_not_the_gated_one():
     raw = layer.base._conv_forward(x, layer.base.weight, layer.base.bias)  # the convolution, no hooks
     assert torch.equal(seen[0], raw)  # not overwritten by the in-place gating
     assert torch.allclose(out, raw * layer.gate(u)[:, :, None, None], atol=1e-6)
+
+
+UNIT_CASES = list(itertools.product((1.0, 4.0), (1.0, 2.0), (True, False), (True, False), (True, False)))
+
+
+def units_reference(y, u, weight, bias, scale, input_scale, relu):
+    out = y * (scale * torch.sigmoid(bias + (input_scale * u) * weight))
+    return torch.relu(out) if relu else out
+
+
+@pytest.mark.parametrize("scale,input_scale,relu,per_example,inplace", UNIT_CASES)
+def test_gated_units_match_autograd_and_gradcheck(scale, input_scale, relu, per_example, inplace):
+    y, u, weight, bias = inputs((6, 4), per_example)
+    grad_out = torch.randn(6, 4, generator=torch.Generator().manual_seed(5))
+    y_in = y * 1.0  # a non-leaf, as a Linear's output is
+    fused = GatedUnits.apply(y_in, u, weight, bias, scale, input_scale, relu, inplace)
+    assert (fused.data_ptr() == y_in.data_ptr()) == inplace
+    plain = units_reference(y, u, weight, bias, scale, input_scale, relu)
+    torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-6)
+    for name, a, b in zip("y u weight bias".split(), torch.autograd.grad(fused, (y, u, weight, bias), grad_out),
+                          torch.autograd.grad(plain, (y, u, weight, bias), grad_out)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"grad of {n}: {m}")
+    doubles = [t.detach().double().requires_grad_() for t in (y, u, weight, bias)]
+    assert torch.autograd.gradcheck(
+        lambda y, *rest: GatedUnits.apply(y * 1.0, *rest, scale, input_scale, relu, inplace), doubles)

@@ -18,8 +18,7 @@ from torch import Tensor, nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from .beta import Choice
-from .gates import (FilmConditioner, GatedProduct, GateFunction, GateInit, GateValues, UnitGate, gate_function,
-                    gate_values)
+from .gates import FilmConditioner, GatedProduct, GatedUnits, GateFunction, GateInit, UnitGate, gate_values
 
 
 class Conditioning(Choice):
@@ -118,24 +117,6 @@ def unit_axis(base: nn.Module) -> int:
     return -1 if isinstance(base, (nn.Linear, nn.Embedding)) else 1
 
 
-class GateMode(Choice):
-    """How a layer takes its gates: ``feature-map`` (``GateValues`` for the fused ``GatedProduct`` node) or
-    ``units`` (``scale·σ(pre)`` in autograd, multiplied into a Linear's (B, C) output)."""
-
-    FEATURE_MAP = "feature-map"
-    UNITS = "units"
-
-
-def gates_of(mode: GateMode, u: Tensor, weight: Tensor, bias: Tensor, function: GateFunction,
-             scale: float, input_scale: float = 1.0) -> GateValues | Tensor:
-    """(B or 1, 1) u and (C,) ``weight``, ``bias`` -> the gates ``scale·σ(bias + (input_scale·u)·weight)``
-    (B or 1, C) in ``mode``'s form; one ``addcmul`` makes the pre-activation."""
-    if mode is GateMode.FEATURE_MAP:
-        return gate_values(u, weight, bias, function, scale, input_scale)
-    gate = gate_function(function, torch.addcmul(bias, u, weight, value=input_scale))
-    return gate if scale == 1.0 else gate * scale
-
-
 class ConditionedLayer(BetaConditioned):
     """A ``base`` layer whose per-unit (per-channel) output is conditioned on u, see module docstring.
 
@@ -173,22 +154,16 @@ class ConditionedLayer(BetaConditioned):
         scale = self.spec.gate_input_scale
         return u * scale if self.gate is not None and scale != 1.0 else u
 
-    def own_gates(self, u: Tensor, mode: GateMode) -> GateValues | Tensor:
-        """(B or 1, 1) u -> this layer's gates ``scale·σ(bias + (gate_input_scale·u)·weight)`` (B or 1, out):
-        ``GateValues`` for the fused node (``FEATURE_MAP``), or in autograd (``UNITS``)."""
-        gate = self.gate
-        assert isinstance(gate, UnitGate)
-        return gates_of(mode, u, gate.weight, gate.bias, gate.function, gate.scale, self.spec.gate_input_scale)
-
-    def gate_mode(self, y: Tensor) -> GateMode | None:
-        """How this layer's ``UnitGate`` is applied to its output ``y``: ``FEATURE_MAP`` for a (B, C, *S) map,
-        ``UNITS`` for a Linear's (B, C), ``None`` (the module's own forward) for anything else, a stand-in
-        gate module, or inside ``torch.compile``, which fuses the plain ops itself."""
+    def fused_gate_kind(self, y: Tensor) -> type[torch.autograd.Function] | None:
+        """The fused node that applies this layer's ``UnitGate`` to its output ``y``: ``GatedUnits`` for a
+        Linear's (B, C) with the sigmoid gate, ``GatedProduct`` for a (B, C, *S) feature map; ``None`` (plain
+        autograd) for anything else, a stand-in gate module, or inside ``torch.compile``, which fuses the
+        plain ops itself."""
         if type(self.gate) is not UnitGate or torch.compiler.is_compiling():
             return None
         if y.dim() == 2:
-            return GateMode.UNITS
-        return GateMode.FEATURE_MAP if y.dim() > 2 and self.unit_dim == 1 else None
+            return GatedUnits if self.gate.function is GateFunction.SIGMOID else None
+        return GatedProduct if y.dim() > 2 and self.unit_dim == 1 else None
 
     def forward(self, x: Tensor, u: Tensor | None = None, relu: bool = False) -> Tensor:
         """(B, in, ...) input and (B, 1) u -> (B, out, ...) output ((B, ..., out) for Linear and Embedding);
@@ -198,15 +173,17 @@ class ConditionedLayer(BetaConditioned):
         if self.spec.kind is Conditioning.NONE:
             return torch.relu(y) if relu else y
         u = check_u(u, y.shape[0], type(self).__name__)
-        mode = self.gate_mode(y)
-        if mode is not None:
-            gates = self.own_gates(u, mode)
-            if isinstance(gates, GateValues):
-                # one autograd node for gate ⊙ y (gates.GatedProduct), written into y, a fresh tensor of
-                # base's, unless a hook on base may hold on to y
-                return GatedProduct.apply(y, gates.pre, gates.gate, gates.log_slope, relu, not _has_hooks(self.base))
-            gates = self.per_unit(gates, y)
-            return torch.relu(y) * gates if relu else y * gates  # gates >= 0: relu(y)·g = relu(y·g)
+        fused = self.fused_gate_kind(y)
+        if fused is not None:
+            # one autograd node for gate ⊙ y (and the ReLU), written into y, a fresh tensor of base's, unless
+            # a hook on base may hold on to it
+            gate, inplace = self.gate, not _has_hooks(self.base)
+            assert isinstance(gate, UnitGate)
+            if fused is GatedUnits:
+                return GatedUnits.apply(y, u, gate.weight, gate.bias, gate.scale, self.spec.gate_input_scale, relu,
+                                        inplace)
+            values = gate_values(u, gate.weight, gate.bias, gate.function, gate.scale, self.spec.gate_input_scale)
+            return GatedProduct.apply(y, values.pre, values.gate, values.log_slope, relu, inplace)
         u = self.gate_input(u)
         if self.gate is not None:  # also a stand-in module (e.g. a benchmark's diagnostic): plain autograd
             y = y * self.per_unit(self.gate(u), y)
