@@ -9,7 +9,8 @@ calling thread's CPU time (steadier on a shared machine; use one thread), with i
 ``--variants compiled compiled-none`` adds the two models with the step's forward under
 ``torch.compile``, as ``--train.compile true`` runs it (compile time is spent in the warm-up and reported);
 ``autograd`` a gated model whose gates run in plain autograd instead of the fused nodes (``gates.GatedUnits``
-for Linear layers, ``gates.GatedProduct`` for feature maps).
+for Linear layers, ``gates.GatedProduct`` for feature maps); ``constant`` one whose layers multiply their
+output by a fixed tensor instead of gates (no gate computed, no gate gradient): the floor any gate pays.
 
 Acceptance goals (issue 17): ≤ 1.03 for ResNet (width 1) and ConvVAE, ≤ 1.10 for the default MLP; every
 architecture (mlp, linear, conv, resnet, hierarchical, tcvae, lstm) can be timed, with its images
@@ -48,7 +49,7 @@ DATA = {"mlp": ((1, 8, 8), "bernoulli"), "linear": ((64,), "gaussian"), "conv": 
         "resnet": ((1, 28, 28), "bernoulli"), "hierarchical": ((1, 28, 28), "bernoulli"),
         "tcvae": ((1, 64, 64), "bernoulli"), "lstm": ((20,), "categorical")}
 VOCABULARY = 200
-VARIANTS = ("compiled", "compiled-none", "autograd")
+VARIANTS = ("compiled", "compiled-none", "autograd", "constant")
 
 
 @dataclass
@@ -63,15 +64,35 @@ class Case:
     warmup_s: float = 0.0
 
     def step(self) -> None:
-        if self.variant != "autograd":
+        if self.variant not in ("autograd", "constant"):
             self.trainer.train_step()
             return
-        original = ConditionedLayer.fused_gate_kind
-        ConditionedLayer.fused_gate_kind = lambda layer, y: None  # type: ignore[method-assign]
-        try:  # diagnostic: every gate in plain autograd (``y * gate``), no fused node
+        name = "fused_gate_kind" if self.variant == "autograd" else "forward"
+        original = getattr(ConditionedLayer, name)
+        setattr(ConditionedLayer, name, _no_fused_node if self.variant == "autograd" else _constant_gate)
+        try:
             self.trainer.train_step()
         finally:
-            ConditionedLayer.fused_gate_kind = original  # type: ignore[method-assign]
+            setattr(ConditionedLayer, name, original)
+
+
+def _no_fused_node(layer: ConditionedLayer, y: torch.Tensor) -> None:
+    """Diagnostic ``autograd``: every gate in plain autograd (``y * gate``), no fused node."""
+    return None
+
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _constant_gate(layer: ConditionedLayer, x: torch.Tensor, u: torch.Tensor | None = None,
+                   relu: bool = False) -> torch.Tensor:
+    """Diagnostic ``constant``: the layer's output times a fixed tensor of its shape, no gate computed and no
+    gate gradient: what the product with the gates costs by itself."""
+    y = layer.base(x)
+    key = (id(layer), tuple(y.shape))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.rand(y.shape, generator=torch.Generator().manual_seed(len(_CONSTANTS))).add_(0.5)
+    return torch.relu(y) * _CONSTANTS[key] if relu else y * _CONSTANTS[key]
 
 
 def make_case(arch: str, variant: str, width: float, batch_size: int, seed: int,
@@ -128,8 +149,9 @@ def summarise(cases: list[Case], batch_size: int) -> dict[str, dict]:
             row[f"{clock}_ms"] = medians
             row[f"{clock}_ratio"] = medians["gate"] / medians["none"]
             row[f"{clock}_images_per_s"] = {v: 1e3 * batch_size / ms for v, ms in medians.items()}
-            if "autograd" in medians:
-                row[f"{clock}_ratio_autograd"] = medians["autograd"] / medians["none"]
+            for variant in ("autograd", "constant"):
+                if variant in medians:
+                    row[f"{clock}_ratio_{variant}"] = medians[variant] / medians["none"]
             if "compiled" in medians:
                 reference = "compiled-none" if "compiled-none" in medians else "none"
                 row[f"{clock}_ratio_compiled"] = medians["compiled"] / medians[reference]
@@ -173,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{'meets' if min(row['wall_ratio'], row['cpu_ratio']) <= goal else 'misses'} the goal <= {goal}"
         print(f"{arch:>12}: CPU ms per step: {times}; images/s (wall): {rates}")
         print(f"              gate / none: CPU {row['cpu_ratio']:.3f}, wall {row['wall_ratio']:.3f} ({verdict})")
-        if "cpu_ratio_autograd" in row:
-            print(f"              autograd gate / none: CPU {row['cpu_ratio_autograd']:.3f}, wall {row['wall_ratio_autograd']:.3f}")
+        for variant in ("autograd", "constant"):
+            if f"cpu_ratio_{variant}" in row:
+                print(f"              {variant} gate / none: CPU {row[f'cpu_ratio_{variant}']:.3f}, "
+                      f"wall {row[f'wall_ratio_{variant}']:.3f}")
         if "cpu_ratio_compiled" in row:
             print(f"              compiled gate / compiled none: CPU {row['cpu_ratio_compiled']:.3f}, "
                   f"wall {row['wall_ratio_compiled']:.3f}")
