@@ -150,3 +150,20 @@ def assert_one_record_per_step(path: Path, reference: Path | None = None) -> Non
 def temporaries(out: Path) -> list[Path]:
     """Temporary files of atomic writes left anywhere in a run folder."""
     return sorted(p for p in out.rglob("*") if p.name.endswith(".tmp"))
+
+
+def run_torchrun_worker(out: Path, worker: str, *args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    """Write ``worker`` to ``out``/worker.py and run it under ``torchrun --standalone`` with ``processes`` CPU
+    ranks (one thread each) and ``args``; asserts it exited 0 (stderr's tail in the message)."""
+    (out / "worker.py").write_text(worker)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(processes), str(out / "worker.py"), str(out), *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+#: Skip marker for the tests that need torch.distributed's gloo backend.
+needs_gloo = __import__("pytest").mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="this torch build has no torch.distributed gloo backend")

@@ -4,14 +4,12 @@ evaluation, a NaN on one rank stopping both, the CLI under torchrun; the single-
 import dataclasses
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
+from cli_process import needs_gloo, run_torchrun_worker
 from mrvae.beta import BetaRange
 from mrvae.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from mrvae.config import EvalConfig, ModelConfig, TrainConfig
@@ -98,20 +96,11 @@ def digest(model):
     return hashlib.sha256(flat.numpy().tobytes()).hexdigest()
 
 
-needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-                                reason="this torch build has no torch.distributed gloo backend")
-
-
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     """One `torchrun --nproc_per_node 2` launch of WORKER on CPU (torchrun's startup is the slow part)."""
     out = tmp_path_factory.mktemp("ddp")
-    (out / "worker.py").write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(out / "worker.py"), str(out), json.dumps(FIXED), json.dumps(dataclasses.asdict(EVAL))],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=out)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_torchrun_worker(out, WORKER, json.dumps(FIXED), json.dumps(dataclasses.asdict(EVAL)))
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     return out, reports, done.stderr
 

@@ -4,13 +4,12 @@ resume after completion, a rank without a β, and an error on one rank stopping 
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
+from cli_process import needs_gloo, run_torchrun_worker
 from mrvae.cli import main
 from mrvae.evaluation.curves import RDCurve
 from mrvae.runs.baselines import sweep_share
@@ -42,22 +41,14 @@ WORKER = textwrap.dedent('''
     (out / f"codes{rank}.json").write_text(json.dumps(codes))
 ''')
 
-needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-                                reason="this torch build has no torch.distributed gloo backend")
-
-
 @pytest.fixture(scope="module")
 def spread(tmp_path_factory):
     """One `torchrun --nproc_per_node 2` launch running four CLI commands, and the one-process sweep."""
     out = tmp_path_factory.mktemp("sweep")
-    (out / "worker.py").write_text(WORKER)
     broken = out / "broken" / "checkpoints" / "beta-vae" / "beta=0.5.pt"  # β number 2: rank 1's
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"not a checkpoint")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(out / "worker.py"), str(out), json.dumps(ARGS)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=out)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun_worker(out, WORKER, json.dumps(ARGS))
     threads = torch.get_num_threads()
     try:
         assert main(["baseline", *ARGS, "--out", str(out / "single")]) == 0

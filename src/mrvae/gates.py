@@ -224,21 +224,24 @@ def gate_values(u: Tensor, weight: Tensor, bias: Tensor, function: GateFunction,
     return GateValues(pre, gate, log_slope)
 
 
+def _gated_output(ctx: FunctionCtx, y: Tensor, gate: Tensor, relu: bool, inplace: bool) -> Tensor:
+    """``[relu](y ⊙ gate)`` (gate broadcasting against y), written into ``y`` when ``inplace`` allows it: y is
+    not a view or a leaf that needs a gradient, and keeps its dtype (then marked dirty on ``ctx``)."""
+    if inplace and y._base is None and not (y.is_leaf and y.requires_grad) and torch.result_type(y, gate) == y.dtype:
+        out = y.mul_(gate)
+        ctx.mark_dirty(y)
+    else:
+        out = y * gate
+    return out.relu_() if relu else out
+
+
 class GatedProduct(torch.autograd.Function):
     """``[relu](y ⊙ gate)`` with units along dim 1 and gradients to ``y`` and ``pre``; see the comment above."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, y: Tensor, pre: Tensor, gate: Tensor, log_slope: Tensor, relu: bool,
                 inplace: bool) -> Tensor:
-        gate_view = gate.view(gate.shape + (1,) * (y.dim() - 2))
-        if inplace and y._base is None and not (y.is_leaf and y.requires_grad) \
-                and torch.result_type(y, gate) == y.dtype:
-            out = y.mul_(gate_view)
-            ctx.mark_dirty(y)
-        else:
-            out = y * gate_view
-        if relu:
-            out.relu_()
+        out = _gated_output(ctx, y, gate.view(gate.shape + (1,) * (y.dim() - 2)), relu, inplace)
         ctx.save_for_backward(out, gate, log_slope)
         ctx.relu = relu  # type: ignore[attr-defined]
         return out
@@ -311,14 +314,7 @@ class GatedUnits(torch.autograd.Function):
         gate = torch.sigmoid(pre, out=pre)
         if scale != 1.0:
             gate.mul_(scale)
-        if inplace and y._base is None and not (y.is_leaf and y.requires_grad) \
-                and torch.result_type(y, gate) == y.dtype:
-            out = y.mul_(gate)
-            ctx.mark_dirty(y)
-        else:
-            out = y * gate
-        if relu:
-            out.relu_()
+        out = _gated_output(ctx, y, gate, relu, inplace)
         ctx.save_for_backward(out, gate, u, weight)
         ctx.scale, ctx.input_scale, ctx.relu = scale, input_scale, relu  # type: ignore[attr-defined]
         return out
