@@ -112,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in best.items():
         print(f"{name:>18}: {rate:10.0f} images/s")
     print(f"lazy set, {args.workers} workers / 0 workers: {lazyn / lazy0:.2f}×; "
-          f"in memory / lazy with {args.workers} workers: {best['in memory'] / lazyn:.0f}×")
+          f"in memory / lazy with {args.workers} workers: {best['in memory'] / lazyn:.1f}×; "
+          f"load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {"images_per_s": best, "ratio_workers": lazyn / lazy0, "settings": vars(args) | {"json": None},
-                  "cores": len(os.sched_getaffinity(0)), "machine": platform.platform(), "torch": torch.__version__}
+                  "cores": len(os.sched_getaffinity(0)), "load_1min": os.getloadavg()[0], "machine": platform.platform(), "torch": torch.__version__}
         args.json.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
