@@ -178,7 +178,8 @@ def test_a_dataset_above_the_memory_limit_is_read_lazily_with_the_same_values():
     assert torch.equal(batch_of(lazy.train, torch.arange(len(lazy.train))), eager.train.data)
     assert torch.equal(batch_of(lazy.test, torch.arange(len(lazy.test))), eager.test.data)
     reads = items.reads
-    result = train_multirate(lazy, model=MODEL, train_config=_train(steps=2), eval_config=EVAL)
+    # loader_workers=0: the training batches are read here, not in worker processes (which read ahead)
+    result = train_multirate(lazy, model=MODEL, train_config=_train(steps=2, loader_workers=0), eval_config=EVAL)
     assert result.fit.step == 2 and items.reads == reads + 2 * 16 + 3 * len(lazy.test) + len(lazy.test)
 
 

@@ -138,6 +138,7 @@ class TrainConfig:
         weight_decay: Weight decay of the optimiser (decoupled for adamw).
         schedule: warmup-cosine or constant (after the warm-up).
         compile: Run the training forward through torch.compile (TorchInductor, which needs a C++ compiler on a CPU); the same losses as eager up to float rounding, after a one-off compilation of tens of seconds (docs/results.md §12).
+        loader_workers: Worker processes that read a lazily loaded training split (CelebA, dsprites-like, a user's Dataset too large for memory) ahead of the training step; 0 reads it in the training process, null takes min(4, cores per training process - 1). In-memory splits ignore it: they move to the device once.
     """
 
     steps: int = 1800
@@ -161,6 +162,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: Schedule = Schedule.WARMUP_COSINE
     compile: bool = False
+    loader_workers: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.compile, bool):
@@ -182,6 +184,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.loader_workers is not None and self.loader_workers < 0:
+            raise ValueError(f"loader_workers must be >= 0 (or null: automatic), got {self.loader_workers}")
         _positive("lr", self.lr)
         if not 0.0 <= self.kl_warmup < 1.0:
             raise ValueError(f"kl_warmup is a fraction of training in [0, 1), got {self.kl_warmup!r}")

@@ -90,6 +90,7 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, files: FitFiles = Fit
         raise NonFiniteError(f"{exc}; {checkpointer.kept_note()}") from None
     finally:
         board.close()
+        trainer.batches.close()  # ends the data loader's worker processes
     model.eval()
     return FitResult(model, trainer.step, trainer.wall_time_s, metrics.last)
 

@@ -14,12 +14,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..beta import BetaRange
 from ..config import Optimizer, TrainConfig
-from ..data.base import DataSplits, batch_of
+from ..data.base import DataSplits
 from ..models.base import VAE, NoiseSource
+from .batches import training_batches
 from .checkpoint import CheckpointError, load_model_state, rng_state, set_rng_state
 from .distributed import DistInfo, Reduce, all_reduce, gather_objects, rank_seed
 from .runtime import autocast, check_precision, grad_scaler
-from .schedule import batch_indices, kl_weight, learning_rate_lambda
+from .schedule import kl_weight, learning_rate_lambda
 
 #: With 16-mixed, this many optimiser steps in a row skipped by the gradient scaler stop training.
 MAX_SKIPPED_STEPS = 20
@@ -86,6 +87,7 @@ class Trainer:
         self.scaler = grad_scaler(device, self.precision)
         self.generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, info.rank))
         self.beta_range = _model_beta_range(model, config)
+        self.batches = training_batches(data.train, config, device, info)  # fit closes it (loader workers)
         self.step = 0
         self.skipped_in_a_row = 0
         # the first non-finite step since the last check (-1: none), its terms and β range, on the device
@@ -180,10 +182,8 @@ class Trainer:
     def train_step(self) -> dict[str, Tensor]:
         """One optimisation step on this rank's shard of the global batch -> its mean loss, rate, distortion."""
         started = time.perf_counter()
-        config, info = self.config, self.info
-        idx = batch_indices(len(self.data.train), config.batch_size, self.step, config.seed, info.rank,
-                            info.world_size)
-        x = batch_of(self.data.train, idx).to(self.device)
+        config = self.config
+        x = self.batches.batch(self.step)
         if self.data.train_transform is not None:
             x = self.data.train_transform(x, self.generator)
         beta = self.beta_range.sample(x.shape[0], self.generator, config.beta_sampling, tilt=config.log_beta_tilt or 0.0,
