@@ -131,3 +131,13 @@ def test_monotonicity_check_of_a_curve():
     # near zero rate, a rise of 4e-4 nats is noise, not a broken curve
     assert RDCurve("m", "mrvae", [5.0, 10.0], {"rate": [1e-4, 5e-4], "distortion": [27.0, 27.0]}
                    ).monotonicity_problems() == []
+
+
+@pytest.mark.parametrize("command,line", [("train", "method: mrvae"), ("baseline", "beta: null")])
+def test_print_config_of_train_and_baseline_round_trips(command, line, tmp_path, capsys):
+    assert main([command, "--train.compile", "true", "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    assert line in printed and "compile: true" in printed  # the command's own settings, as plain YAML
+    (tmp_path / "c.yaml").write_text(printed)
+    assert main([command, "--config", str(tmp_path / "c.yaml"), "--print_config"]) == 0
+    assert capsys.readouterr().out == printed

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import signal
 import sys
+from enum import Enum
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,6 +141,7 @@ def _print_config(args: Any) -> int:
 
     sub = args[args.command]
     values = to_dict(run_config_from(sub))
-    values.update({key: sub[key] for key in ("out", "resume", "progress", "threads", "method", "beta") if key in sub})
+    extra = {key: sub[key] for key in ("out", "resume", "progress", "threads", "method", "beta") if key in sub}
+    values.update({key: value.value if isinstance(value, Enum) else value for key, value in extra.items()})
     print(yaml.safe_dump(values, sort_keys=False, allow_unicode=True), end="")
     return EXIT_OK
