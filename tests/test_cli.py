@@ -133,7 +133,7 @@ def test_monotonicity_check_of_a_curve():
                    ).monotonicity_problems() == []
 
 
-@pytest.mark.parametrize("command,line", [("train", "method: mrvae"), ("baseline", "beta: null")])
+@pytest.mark.parametrize("command,line", [("train", "method: mrvae"), ("baseline", "resume: false")])
 def test_print_config_of_train_and_baseline_round_trips(command, line, tmp_path, capsys):
     assert main([command, "--train.compile", "true", "--print_config"]) == 0
     printed = capsys.readouterr().out
