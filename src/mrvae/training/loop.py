@@ -84,6 +84,8 @@ def fit(model: VAE, data: DataSplits, config: TrainConfig, files: FitFiles = Fit
                       else f"no checkpoint to resume at {files.checkpoint}: training starts at step 0")
         metrics.truncate_after(trainer.step)
     board.start(trainer.step)
+    if config.compile and trainer.step < config.steps:
+        progress.note("train.compile: the second step compiles the training forward (once; seconds to a minute)")
     try:
         _train(trainer, checkpointer, metrics, progress, on_step)
     except NonFiniteError as exc:
