@@ -49,3 +49,18 @@ def test_compiled_training_matches_eager(tmp_path):
 def test_compile_setting_is_checked():
     with pytest.raises(ValueError, match="compile must be true or false, got 'yes'"):
         TrainConfig(compile="yes")
+
+
+def test_noise_source_replays_the_generator_draws_of_an_eager_step():
+    from mrvae.models.base import NoiseSource, VAE
+
+    mean, log_var = torch.zeros(4, 3), torch.zeros(4, 3)
+    recording = NoiseSource(torch.Generator().manual_seed(7))
+    first = [VAE.reparameterise(mean, log_var, recording), VAE.reparameterise(mean[:2], log_var[:2], recording)]
+    assert recording.shapes == [((4, 3), mean.device, mean.dtype), ((2, 3), mean.device, mean.dtype)]
+    replay = NoiseSource.drawn(torch.Generator().manual_seed(7), recording.shapes)
+    again = [VAE.reparameterise(mean, log_var, replay), VAE.reparameterise(mean[:2], log_var[:2], replay)]
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)  # the very values a generator-drawing step gets
+    with pytest.raises(RuntimeError, match=r"pre-drawn noise of shape \(4, 3\) where the model asks for \(5, 3\)"):
+        VAE.reparameterise(torch.zeros(5, 3), torch.zeros(5, 3), NoiseSource.drawn(None, recording.shapes[:1]))
