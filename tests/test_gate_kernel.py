@@ -242,3 +242,10 @@ def test_gated_units_match_autograd_and_gradcheck(scale, input_scale, relu, per_
     doubles = [t.detach().double().requires_grad_() for t in (y, u, weight, bias)]
     assert torch.autograd.gradcheck(
         lambda y, *rest: GatedUnits.apply(y * 1.0, *rest, scale, input_scale, relu, inplace), doubles)
+
+
+def test_gated_units_refuse_a_second_derivative():
+    y, u, weight, bias = inputs((3, 2), True)
+    out = GatedUnits.apply(y * 1.0, u.detach(), weight, bias, 2.0, 1.0, True, True)
+    with pytest.raises(RuntimeError, match="GatedUnits is not twice differentiable"):
+        torch.autograd.grad(out.sum(), y, create_graph=True)

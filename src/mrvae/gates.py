@@ -295,6 +295,10 @@ def gated_product(y: Tensor, u: Tensor, weight: Tensor, bias: Tensor,
     return GatedProduct.apply(y, values.pre, values.gate, values.log_slope, bool(relu), bool(inplace))
 
 
+#: The ReLU's backward as a resolved op overload (looked up once, not per call).
+_THRESHOLD_BACKWARD = torch.ops.aten.threshold_backward.default
+
+
 class GatedUnits(torch.autograd.Function):
     """``[relu](y ⊙ scale·sigmoid(bias + (input_scale·u)·weight))`` for a Linear's (B, C) output ``y``, one node.
 
@@ -320,21 +324,25 @@ class GatedUnits(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        # no ``once_differentiable`` wrapper (its cost is a tenth of this node's Python time): a backward run to
+        # build a graph (create_graph=True) is refused here instead
+        if torch.is_grad_enabled():
+            raise RuntimeError("GatedUnits is not twice differentiable: a gated Linear's gradient has no graph")
         out, gate, u, weight = ctx.saved_tensors
-        need_y, need_u, need_weight, need_bias = ctx.needs_input_grad[:4]
+        need_y, need_u, need_weight, need_bias, *_ = ctx.needs_input_grad
         grad_y = grad_u = grad_weight = grad_bias = None
         if need_y:
-            grad_y = torch.ops.aten.threshold_backward(grad, out, 0) if ctx.relu else grad.clone()
-            grad_y = grad_y.mul_(gate) if grad_y.dtype == torch.result_type(grad_y, gate) else grad_y * gate
+            grad_y = _THRESHOLD_BACKWARD(grad, out, 0) if ctx.relu else grad.clone()
+            grad_y = grad_y.mul_(gate) if grad_y.dtype == gate.dtype else grad_y * gate
         if need_u or need_weight or need_bias:
             dpre = grad * out  # d out / d pre = out·σ'/σ = out·(1 - σ) (the ReLU's mask is in out already)
             dpre.addcmul_(dpre, gate, value=-1.0 / ctx.scale)
             if dpre.shape[0] != u.shape[0]:  # one gate row shared by the batch
                 dpre = dpre.sum(0, keepdim=True)
             if need_weight:
-                grad_weight = torch.mv(dpre.t(), u[:, 0].to(dpre.dtype)).mul_(ctx.input_scale)
+                grad_weight = torch.mv(dpre.t(), u[:, 0] if u.dtype == dpre.dtype else u[:, 0].to(dpre.dtype))
+                grad_weight.mul_(ctx.input_scale)
             if need_bias:
                 grad_bias = dpre.sum(0)
             if need_u:
