@@ -160,9 +160,14 @@ def _int_var(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _destroy() -> None:
+    """At exit: the sweep's gloo group, then the default group, destroyed while the interpreter is whole (gloo
+    threads left to the interpreter's teardown can abort the process: "terminate called without an active
+    exception")."""
     global _patient_group
-    _patient_group = None
+    group, _patient_group = _patient_group, None
     if dist.is_initialized():
+        if group is not None:
+            dist.destroy_process_group(group)
         dist.destroy_process_group()
 
 
