@@ -360,3 +360,28 @@ def test_export_and_curve_into_a_path_under_a_file_are_one_line(trained_run, tmp
         assert main(command) == 2
         assert str(a_file) in one_error_line(capsys)
     assert a_file.read_text() == "keep me"
+
+
+def test_a_checkpoint_older_than_a_setting_resumes_when_the_setting_keeps_its_default(tmp_path):
+    from mrvae.beta import BetaRange
+    from mrvae.config import ModelConfig, TrainConfig
+    from mrvae.data import load_data
+    from mrvae.models.registry import build_model
+    from mrvae.training.checkpoint import CheckpointError
+    from mrvae.training.loop import FitFiles, fit
+
+    data = load_data("synthetic")
+    first = TrainConfig(steps=4, batch_size=32, warmup_steps=1, device="cpu")
+
+    def model():
+        torch.manual_seed(0)
+        return build_model(ModelConfig(latent_dim=3, hidden=(16,)), data.info, "gate", beta_range=BetaRange())
+
+    fit(model(), data, first, FitFiles(tmp_path / "c.pt"))
+    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    del state["train_config"]["weight_decay"]  # as a version before the setting wrote it
+    torch.save(state, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=r"other settings: weight_decay 0\.0 -> 0\.1;"):
+        fit(model(), data, dataclasses.replace(first, weight_decay=0.1, steps=8), FitFiles(tmp_path / "c.pt", resume=True))
+    result = fit(model(), data, dataclasses.replace(first, steps=8), FitFiles(tmp_path / "c.pt", resume=True))
+    assert result.step == 8

@@ -200,16 +200,12 @@ def gate_log_slope(function: GateFunction, pre: Tensor, value: Tensor) -> Tensor
 
 
 class GateValues(NamedTuple):
-    """One or more layers' gates at u: ``pre`` = bias + u·weight (in autograd), ``gate`` = scale·σ(pre)
+    """A layer's gates at u: ``pre`` = bias + u·weight (in autograd), ``gate`` = scale·σ(pre)
     and ``log_slope`` = σ'(pre)/σ(pre) (both outside autograd); each (B or 1, C)."""
 
     pre: Tensor
     gate: Tensor
     log_slope: Tensor
-
-    def split(self, sizes: list[int]) -> list[GateValues]:
-        """Cut the unit axis into consecutive blocks of ``sizes`` (one autograd node for ``pre``)."""
-        return [GateValues(*parts) for parts in zip(*(t.split(sizes, dim=1) for t in self))]
 
 
 def gate_values(u: Tensor, weight: Tensor, bias: Tensor, function: GateFunction, scale: float,

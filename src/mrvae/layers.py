@@ -277,4 +277,3 @@ def _fusable_relus(layers: nn.ModuleList) -> set[int]:
                 and not _has_hooks(after) and not _has_hooks(layer)):
             found.add(index)
     return found
-

@@ -78,7 +78,7 @@ class Trainer:
         if info.is_distributed:
             objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         self.objective = objective
-        # compiled: the forward and its backward as fused kernels, the noise drawn outside (see _noise)
+        # compiled: the forward and its backward as fused kernels, the noise drawn outside (see _objective_and_noise)
         self.compiled = torch.compile(objective) if config.compile else None
         self.noise_shapes: list | None = None
         self.optimizer = make_optimizer(model, config)
